@@ -1,0 +1,394 @@
+"""Map stage: decide which column fills which payload field, then convert each chunk's
+columns into the values that will be sent.
+
+Detection compares normalised column names (lowercase, letters and digits only) with a
+table of common names per field. Conversion is column-wise; a value that cannot be read
+becomes a problem for that row (the validation stage turns it into a reject).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from uploader.contract import EVENT_NAMES, canonical_event_name
+from uploader.errors import ConfigError, InputError
+from uploader.options import IGNORE, Options
+from uploader.read import Chunk
+from uploader.timestamps import to_epoch_ms
+
+
+@dataclass(frozen=True)
+class Target:
+    path: str  # where the value goes in an item: "userId", "data.productId", …
+    kind: str  # "id", "string", "integer", "number", "boolean" or "timestamp"
+    aliases: tuple[str, ...] = ()  # normalised column names detected as this field
+
+
+TARGETS = (
+    Target(
+        "data.productId",
+        "id",
+        ("productid", "product", "sku", "productsku", "itemid", "item", "stockcode", "variantid"),
+    ),
+    Target(
+        "userId",
+        "id",
+        ("userid", "user", "customerid", "customer", "visitorid", "clientid", "email"),
+    ),
+    Target("profileId", "id", ("profileid",)),
+    Target("anotherUserId", "id", ("anotheruserid",)),
+    Target("accountId", "id", ("accountid",)),
+    Target("sessionId", "id"),
+    Target("eventId", "id", ("eventid",)),
+    Target(
+        "timestamp",
+        "timestamp",
+        (
+            "timestamp", "eventtime", "eventtimestamp", "time", "ts", "datetime", "date",
+            "createdat", "occurredat", "invoicedate", "orderdate", "eventdate",
+        ),
+    ),
+    Target("data.quantity", "integer", ("quantity", "qty")),
+    Target("data.price", "number", ("price", "unitprice")),
+    Target("data.currency", "string", ("currency", "currencycode")),
+    Target(
+        "data.orderId",
+        "id",
+        ("orderid", "invoiceno", "invoice", "invoicenumber", "ordernumber", "transactionid"),
+    ),
+)  # fmt: skip
+EVENT_COLUMN_ALIASES = ("eventtype", "event", "eventname", "type", "action", "interactiontype")
+# data.<key> types when the mapping does not say: amounts are numbers, *Id keys are ids.
+NUMBER_KEYS = ("price", "value", "amount", "revenue", "total", "discount", "tax", "shipping")
+_INTEGRAL_TEXT = r"^([+-]?\d+)\.0+$"
+# Integers beyond 2**53 do not survive a round trip through a JSON double: keep them exact.
+MAX_EXACT_INT = 2**53
+
+
+@dataclass(frozen=True)
+class FieldPlan:
+    path: str
+    column: str
+    kind: str
+    detected: bool  # found by name, not given with --map
+
+
+@dataclass(frozen=True)
+class MappingPlan:
+    """How one set of columns becomes items."""
+
+    event: str | None  # the same event for every row, or None: read from event_column
+    event_column: str | None
+    event_map: tuple[tuple[str, str], ...]
+    fields: tuple[FieldPlan, ...]
+    ignored: tuple[str, ...]  # columns that are not sent
+
+    def column_of(self, path: str) -> str | None:
+        return next((f.column for f in self.fields if f.path == path), None)
+
+
+@dataclass
+class MappedChunk:
+    """One chunk's values, per field, ready for validation."""
+
+    chunk: Chunk
+    names: list[str | None]  # None: unknown event value (a problem) or left out (ignored)
+    values: dict[str, list[Any]]  # path -> value per row; None = absent
+    problems: dict[int, tuple[str, str]]  # row index -> (field, reason), the first found
+    ignored: set[int] = field(default_factory=set)  # rows left out by --event-map X=ignore
+    normalised_ids: int = 0  # id values written as integral floats (17850.0 -> 17850)
+    timestamp_methods: dict[str, int] = field(default_factory=dict)
+
+
+def normalise_name(column: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", column.lower())
+
+
+def plan_mapping(columns: Sequence[str], options: Options, source_name: str) -> MappingPlan:
+    """Resolve every field to a column; raise with the candidates when that is not clear."""
+    by_norm: dict[str, list[str]] = {}
+    for column in columns:
+        by_norm.setdefault(normalise_name(column), []).append(column)
+    used: set[str] = set()
+    plans: list[FieldPlan] = []
+
+    for fm in options.mapping:
+        _require_column(fm.column, columns, f"--map {fm.field}={fm.column}", source_name)
+        plans.append(FieldPlan(fm.field, fm.column, _kind_of(fm.field, fm.type), False))
+        used.add(fm.column)
+
+    event: str | None = options.event
+    event_column: str | None = options.event_column
+    if event_column is not None:
+        _require_column(event_column, columns, f"--event-column {event_column}", source_name)
+    elif event is None:
+        event_column = _detect(EVENT_COLUMN_ALIASES, by_norm, used, "the event", source_name)
+        if event_column is None:
+            raise InputError(
+                f"{source_name}: no event column found (looked for event_type, event, "
+                "event_name, type, action). Give --event-column COL, or --event NAME when "
+                f"every row is the same event (an orders table: --event 'Product ordered'); "
+                f"names: {', '.join(repr(n) for n in EVENT_NAMES)}"
+            )
+    if event_column is not None:
+        used.add(event_column)
+
+    mapped = {p.path for p in plans}
+    for target in TARGETS:
+        if target.path in mapped or not target.aliases:
+            continue
+        if target.path == "timestamp" and options.no_timestamp:
+            continue
+        found = _detect(target.aliases, by_norm, used, target.path, source_name)
+        if found is not None:
+            plans.append(FieldPlan(target.path, found, target.kind, True))
+            used.add(found)
+
+    plan = MappingPlan(
+        event=event,
+        event_column=event_column,
+        event_map=options.event_map,
+        fields=tuple(plans),
+        ignored=tuple(c for c in columns if c not in used),
+    )
+    _require_fields(plan, options, columns, source_name)
+    return plan
+
+
+def _kind_of(path: str, given: str | None) -> str:
+    if given is not None:
+        return given
+    target = next((t for t in TARGETS if t.path == path), None)
+    if target is not None:
+        return target.kind
+    key = path.removeprefix("data.")
+    if key in NUMBER_KEYS:
+        return "number"
+    return "id" if key.endswith(("Id", "ID", "_id")) else "string"
+
+
+def _require_column(column: str, columns: Sequence[str], flag: str, source_name: str) -> None:
+    if column in columns:
+        return
+    close = [c for c in columns if normalise_name(c) == normalise_name(column)]
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise InputError(
+        f"{source_name}: {flag}: no column {column!r}{hint}; "
+        f"the columns are {', '.join(repr(c) for c in columns)}"
+    )
+
+
+def _detect(
+    aliases: Sequence[str],
+    by_norm: dict[str, list[str]],
+    used: set[str],
+    what: str,
+    source_name: str,
+) -> str | None:
+    found = [c for alias in aliases for c in by_norm.get(alias, []) if c not in used]
+    if len(found) > 1:
+        flag = "--event-column COL" if what == "the event" else f"--map {_flag_name(what)}=COL"
+        raise InputError(
+            f"{source_name}: {what} could come from any of the columns "
+            f"{', '.join(repr(c) for c in found)}; choose one with {flag}"
+        )
+    return found[0] if found else None
+
+
+def _flag_name(path: str) -> str:
+    return "productId" if path == "data.productId" else path
+
+
+def _require_fields(
+    plan: MappingPlan, options: Options, columns: Sequence[str], source_name: str
+) -> None:
+    paths = {p.path for p in plan.fields}
+    listing = ", ".join(repr(c) for c in columns)
+    if "data.productId" not in paths:
+        raise InputError(
+            f"{source_name}: no column for productId (looked for product_id, sku, item_id, "
+            f"stock_code…); give --map productId=COL. The columns are {listing}"
+        )
+    if not paths & {"userId", "profileId", "accountId"}:
+        raise InputError(
+            f"{source_name}: no identity column (looked for user_id, customer_id, visitor_id, "
+            f"email, profile_id, account_id); give --map userId=COL (or profileId / accountId). "
+            f"The columns are {listing}"
+        )
+    if "timestamp" not in paths and not options.no_timestamp:
+        raise InputError(
+            f"{source_name}: no timestamp column (looked for timestamp, event_time, date, "
+            "created_at, invoice_date…); give --map timestamp=COL. Without a timestamp the API "
+            "stamps the upload time, turning history into today's events: pass --no-timestamp "
+            "only if that is what you want"
+        )
+    if options.event is None and plan.event_column is None:
+        raise ConfigError("give --event NAME or --event-column COL")
+
+
+def map_columns(chunk: Chunk, plan: MappingPlan, options: Options) -> MappedChunk:
+    """Convert one chunk's columns into sendable values; record what cannot be read."""
+    n = chunk.table.num_rows
+    mapped = MappedChunk(chunk, [plan.event] * n, {}, {})
+    if plan.event_column is not None:
+        _map_event_names(chunk.table.column(plan.event_column), plan, mapped)
+    for fp in plan.fields:
+        column = chunk.table.column(fp.column).combine_chunks()
+        if fp.kind == "timestamp":
+            result = to_epoch_ms(
+                column,
+                unit=options.timestamp_unit,
+                timezone=options.timezone,
+                fmt=options.timestamp_format,
+            )
+            mapped.values[fp.path] = result.millis
+            for key, count in result.methods.items():
+                mapped.timestamp_methods[key] = mapped.timestamp_methods.get(key, 0) + count
+            _note(mapped, fp.path, result.problems)
+        elif fp.kind == "id":
+            values, normalised = _ids(column)
+            mapped.values[fp.path] = values
+            mapped.normalised_ids += normalised
+        elif fp.kind in ("number", "integer"):
+            values, problems = _numbers(column, fp)
+            mapped.values[fp.path] = values
+            _note(mapped, fp.path, problems)
+        elif fp.kind == "boolean":
+            flags, problems = _booleans(column, fp)
+            mapped.values[fp.path] = flags
+            _note(mapped, fp.path, problems)
+        else:
+            mapped.values[fp.path] = _strings(column)
+    return mapped
+
+
+def _note(mapped: MappedChunk, path: str, problems: dict[int, str]) -> None:
+    for i, reason in problems.items():
+        mapped.problems.setdefault(i, (path, reason))
+
+
+def _map_event_names(column: pa.ChunkedArray, plan: MappingPlan, mapped: MappedChunk) -> None:
+    text = pc.utf8_trim_whitespace(pc.cast(column.combine_chunks(), pa.string()))
+    encoded = text.dictionary_encode()
+    explicit = dict(plan.event_map)
+    lowered = {raw.lower(): name for raw, name in plan.event_map}
+    names: list[str | None] = []
+    for raw in encoded.dictionary.to_pylist():
+        name = explicit.get(raw) or lowered.get(raw.lower()) or canonical_event_name(raw)
+        names.append(name)
+    indices = encoded.indices.to_pylist()
+    hint_flag = f"--event-map '{{value}}=Product viewed' (or {IGNORE})"
+    for i, index in enumerate(indices):
+        if index is None:
+            mapped.names[i] = None
+            mapped.problems.setdefault(i, ("name", "the event column is empty"))
+            continue
+        name = names[index]
+        if name == IGNORE:
+            mapped.names[i] = None
+            mapped.ignored.add(i)
+        elif name is None:
+            raw = encoded.dictionary[index].as_py()
+            mapped.names[i] = None
+            reason = (
+                f"event {raw!r} is not one of the four recommendation events; "
+                f"map it with {hint_flag.format(value=raw)}"
+                if raw
+                else "the event column is empty"
+            )
+            mapped.problems.setdefault(i, ("name", reason))
+        else:
+            mapped.names[i] = name
+
+
+def _ids(column: pa.Array) -> tuple[list[str | None], int]:
+    kind = column.type
+    if pa.types.is_floating(kind):
+        values: list[str | None] = []
+        normalised = 0
+        for v in column.to_pylist():
+            if v is None or math.isnan(v):
+                values.append(None)
+            elif v.is_integer():
+                values.append(str(int(v)))
+                normalised += 1
+            else:
+                values.append(repr(v))
+        return values, normalised
+    text = column if pa.types.is_string(kind) else pc.cast(column, pa.string())
+    text = pc.utf8_trim_whitespace(text)
+    integral = pc.match_substring_regex(text, _INTEGRAL_TEXT)
+    normalised = pc.sum(integral).as_py() or 0
+    if normalised:
+        text = pc.replace_substring_regex(text, _INTEGRAL_TEXT, r"\1")
+    return [v if v else None for v in text.to_pylist()], normalised
+
+
+def _strings(column: pa.Array) -> list[str | None]:
+    text = column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
+    blank = pc.equal(pc.utf8_trim_whitespace(text), "")
+    return [None if b else v for v, b in zip(text.to_pylist(), blank.to_pylist(), strict=True)]
+
+
+def _numbers(column: pa.Array, fp: FieldPlan) -> tuple[list[Any], dict[int, str]]:
+    problems: dict[int, str] = {}
+    if pa.types.is_integer(column.type):
+        return column.to_pylist(), problems
+    if pa.types.is_floating(column.type) or pa.types.is_decimal(column.type):
+        floats = column.to_numpy(zero_copy_only=False).astype("float64")
+        raw: list[Any] = floats.tolist()
+    else:
+        text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+        raw = text.to_pylist()
+        floats = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(
+            dtype="float64"
+        )
+    values: list[Any] = []
+    for i, (original, number) in enumerate(zip(raw, floats.tolist(), strict=True)):
+        if (
+            original is None
+            or original == ""
+            or (isinstance(original, float) and np.isnan(original))
+        ):
+            values.append(None)
+        elif not math.isfinite(number):
+            values.append(None)
+            problems[i] = f"{fp.path} {original!r} (column {fp.column!r}) is not a number"
+        elif number.is_integer() and abs(number) < MAX_EXACT_INT:
+            values.append(int(number))
+        elif fp.kind == "integer":
+            values.append(None)
+            problems[i] = f"{fp.path} {original!r} (column {fp.column!r}) is not a whole number"
+        else:
+            values.append(number)
+    return values, problems
+
+
+_TRUE = {"true", "t", "yes", "y", "1"}
+_FALSE = {"false", "f", "no", "n", "0"}
+
+
+def _booleans(column: pa.Array, fp: FieldPlan) -> tuple[list[bool | None], dict[int, str]]:
+    if pa.types.is_boolean(column.type):
+        return column.to_pylist(), {}
+    problems: dict[int, str] = {}
+    values: list[bool | None] = []
+    for i, v in enumerate(pc.cast(column, pa.string()).to_pylist()):
+        text = (v or "").strip().lower()
+        if not text:
+            values.append(None)
+        elif text in _TRUE or text in _FALSE:
+            values.append(text in _TRUE)
+        else:
+            values.append(None)
+            problems[i] = f"{fp.path} {v!r} (column {fp.column!r}) is not true or false"
+    return values, problems

@@ -1,0 +1,172 @@
+"""The offline pipeline: read → map → validate → event ids → batches.
+
+`prepare_events` runs the row stages over every chunk of every source and tallies what it
+saw; `plan_run` adds packing and hands each batch to a sink (nothing, a file of request
+bodies, or the sender). Progress and rejects leave through callbacks, so shells decide how
+to show them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from uploader.batches import Batch, body_size_alone, pack_batches
+from uploader.event_ids import DuplicateTracker, Event, assign_event_ids
+from uploader.mapping import MappingPlan, map_columns, plan_mapping
+from uploader.options import Options
+from uploader.read import CHUNK_ROWS, Chunk, Source, read_frames
+from uploader.validate import RowReject, reject_row, validate_rows
+
+# Examples of each reject cause kept for the summary.
+EXAMPLES_PER_CAUSE = 3
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the pipeline reports as it goes: a chunk of `rows` read from `source`."""
+
+    source: Source
+    rows: int
+    events: int
+    rejects: int
+
+
+@dataclass
+class Tally:
+    """Running counts of one run; `summary()` freezes them."""
+
+    rows_read: int = 0
+    events_valid: int = 0
+    events_rejected: int = 0
+    duplicates_collapsed: int = 0
+    rows_ignored: int = 0
+    ids_normalised: int = 0
+    requests: int = 0
+    bytes: int = 0
+    by_event: Counter[str] = field(default_factory=Counter)
+    reject_causes: Counter[str] = field(default_factory=Counter)
+    reject_examples: dict[str, list[RowReject]] = field(default_factory=dict)
+    timestamps: Counter[str] = field(default_factory=Counter)
+    plans: dict[str, MappingPlan] = field(default_factory=dict)
+    files: dict[str, int] = field(default_factory=dict)
+
+    def add_rejects(self, rejects: Sequence[RowReject]) -> None:
+        self.events_rejected += len(rejects)
+        for reject in rejects:
+            kind = reject.kind
+            self.reject_causes[kind] += 1
+            examples = self.reject_examples.setdefault(kind, [])
+            if len(examples) < EXAMPLES_PER_CAUSE:
+                examples.append(reject)
+
+    def add_batch(self, batch: Batch) -> None:
+        self.requests += 1
+        self.bytes += len(batch.body)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One chunk after the row stages: events to send and rows rejected."""
+
+    chunk: Chunk
+    events: list[Event]
+    rejects: list[RowReject]
+
+
+RejectSink = Callable[[Sequence[RowReject]], None]
+ProgressSink = Callable[[Progress], None]
+BatchSink = Callable[[Batch], None]
+
+
+def prepare_events(
+    sources: Sequence[Source],
+    options: Options,
+    tally: Tally,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+    tracker: DuplicateTracker | None = None,
+) -> Iterator[Prepared]:
+    """Map, validate and id every row of every source, chunk by chunk."""
+    tracker = tracker or DuplicateTracker(options.keep_duplicates)
+    plans_by_columns: dict[tuple[str, ...], MappingPlan] = {}
+    for source in sources:  # plan every file first: a bad mapping stops before any work
+        if source.columns not in plans_by_columns:
+            plans_by_columns[source.columns] = plan_mapping(source.columns, options, source.name)
+        tally.plans[source.name] = plans_by_columns[source.columns]
+        tally.files[source.name] = 0
+    for chunk in read_frames(sources, chunk_rows):
+        plan = plans_by_columns[chunk.source.columns]
+        mapped = map_columns(chunk, plan, options)
+        valid, rejects = validate_rows(mapped, plan)
+        events, id_rejects = assign_event_ids(mapped, valid, tracker)
+        rejects.extend(id_rejects)
+        events = _drop_oversize(events, mapped, options.max_request_bytes, rejects)
+        rejects.extend(
+            RowReject(chunk.source.name, row, "row", f"malformed CSV line: {why}")
+            for row, why in chunk.malformed
+        )
+        tally.rows_read += chunk.table.num_rows + len(chunk.malformed)
+        tally.files[chunk.source.name] += chunk.table.num_rows + len(chunk.malformed)
+        tally.rows_ignored += len(mapped.ignored)
+        tally.ids_normalised += mapped.normalised_ids
+        tally.timestamps.update(mapped.timestamp_methods)
+        tally.events_valid += len(events)
+        tally.by_event.update(e.name for e in events)
+        tally.add_rejects(rejects)
+        tally.duplicates_collapsed = tracker.collapsed
+        yield Prepared(chunk, events, rejects)
+
+
+def _drop_oversize(
+    events: list[Event], mapped: Any, max_bytes: int, rejects: list[RowReject]
+) -> list[Event]:
+    kept = []
+    for event in events:
+        size = body_size_alone(event)
+        if size <= max_bytes:
+            kept.append(event)
+            continue
+        index = mapped.chunk.rows.to_pylist().index(event.row)
+        reason = (
+            f"the event alone makes a {size}-byte request, above --max-request-bytes "
+            f"{max_bytes}; shorten its values or raise the limit"
+        )
+        rejects.append(reject_row(mapped, index, "row", reason))
+    return kept
+
+
+def plan_run(
+    sources: Sequence[Source],
+    options: Options,
+    *,
+    on_batch: BatchSink | None = None,
+    on_rejects: RejectSink | None = None,
+    on_progress: ProgressSink | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Tally:
+    """Run everything but the sending; each batch goes to on_batch in send order."""
+    tally = Tally()
+
+    def events() -> Iterator[Event]:
+        for prepared in prepare_events(sources, options, tally, chunk_rows=chunk_rows):
+            if prepared.rejects and on_rejects is not None:
+                on_rejects(prepared.rejects)
+            if on_progress is not None:
+                on_progress(
+                    Progress(
+                        prepared.chunk.source,
+                        prepared.chunk.table.num_rows + len(prepared.chunk.malformed),
+                        len(prepared.events),
+                        len(prepared.rejects),
+                    )
+                )
+            yield from prepared.events
+
+    for batch in pack_batches(events(), options.batch_size, options.max_request_bytes):
+        tally.add_batch(batch)
+        if on_batch is not None:
+            on_batch(batch)
+    return tally
