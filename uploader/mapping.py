@@ -63,7 +63,10 @@ TARGETS = (
     Target(
         "data.orderId",
         "id",
-        ("orderid", "invoiceno", "invoice", "invoicenumber", "ordernumber", "transactionid"),
+        (
+            "orderid", "orderno", "invoiceno", "invoice", "invoicenumber", "ordernumber",
+            "transactionid",
+        ),
     ),
 )  # fmt: skip
 EVENT_COLUMN_ALIASES = ("eventtype", "event", "eventname", "type", "action", "interactiontype")

@@ -108,6 +108,7 @@ def prepare_events(
             RowReject(chunk.source.name, row, "row", f"malformed CSV line: {why}")
             for row, why in chunk.malformed
         )
+        rejects.sort(key=lambda r: r.row)
         tally.rows_read += chunk.table.num_rows + len(chunk.malformed)
         tally.files[chunk.source.name] += chunk.table.num_rows + len(chunk.malformed)
         tally.rows_ignored += len(mapped.ignored)

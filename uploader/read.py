@@ -155,7 +155,9 @@ def _csv_header(path: str) -> tuple[str, ...]:
                 stream,
                 read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
                 parse_options=pacsv.ParseOptions(
-                    delimiter=_delimiter(path), newlines_in_values=True
+                    delimiter=_delimiter(path),
+                    newlines_in_values=True,
+                    invalid_row_handler=lambda row: "skip",  # reported when the rows are read
                 ),
             )
             names = tuple(reader.schema.names)

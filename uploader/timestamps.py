@@ -9,6 +9,7 @@ truncated, so the same instant gives the same milliseconds from every format.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -49,7 +50,10 @@ def to_epoch_ms(
 
 
 def describe_window(ms: int) -> str:
-    return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M:%S UTC")
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, ValueError, OSError):  # beyond year 9999
+        return f"around the year {1970 + ms // 31_556_952_000}"
 
 
 def _from_temporal(column: pa.Array, timezone: str) -> TimestampResult:

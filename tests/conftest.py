@@ -1,0 +1,63 @@
+"""Factory fixtures: real files on disk, written the way warehouse exports are."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from uploader.options import Options, build_options
+from uploader.pipeline import Tally, plan_run
+from uploader.read import resolve_sources
+
+INTERACTIONS_HEADER = "event_time,event_type,product_id,user_id,price,quantity"
+
+
+@pytest.fixture
+def write_csv(tmp_path: Path) -> Callable[..., Path]:
+    """write_csv(text, name="x.csv") writes text (compressed by the name's suffix)."""
+
+    def write(text: str, name: str = "input.csv") -> Path:
+        path = tmp_path / name
+        codec = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}.get(path.suffix)
+        with pa.output_stream(str(path), compression=codec) as out:
+            out.write(text.encode("utf-8"))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def write_parquet(tmp_path: Path) -> Callable[..., Path]:
+    def write(table: pa.Table, name: str = "input.parquet", row_group_size: int = 1000) -> Path:
+        path = tmp_path / name
+        pq.write_table(table, path, row_group_size=row_group_size)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def run_plan() -> Callable[..., tuple[Tally, list[Any], list[Any]]]:
+    """run_plan(inputs, **options) -> (tally, batches, rejects)."""
+
+    def run(
+        inputs: Sequence[Any], chunk_rows: int = 65_536, **options: Any
+    ) -> tuple[Tally, list[Any], list[Any]]:
+        opts: Options = build_options(None, **options)
+        batches: list[Any] = []
+        rejects: list[Any] = []
+        tally = plan_run(
+            resolve_sources(inputs),
+            opts,
+            on_batch=batches.append,
+            on_rejects=rejects.extend,
+            chunk_rows=chunk_rows,
+        )
+        return tally, batches, rejects
+
+    return run

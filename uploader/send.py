@@ -1,0 +1,375 @@
+"""Send stage: deliver one batch to the track API, whatever the network and the API do.
+
+What an answer means (see docs in ../shared/intempt-api.md, "Responses and limits"):
+
+    answer                                       what the sender does
+    -------------------------------------------  ------------------------------------------
+    2xx, any body (201 normally)                 delivered: on_delivered(batch, status)
+    408, 429, 5xx, timeout, connection error,    retry after backoff with full jitter, or
+      400 "Can't create a collection for         Retry-After if longer; 429 also halves the
+      auto-event" (transient)                    concurrency. Past max_retry_time: SendError
+    413                                          split in half, send both; one event: reject
+    401, 403                                     SendError at once: key/org/project/source
+    404, 405                                     SendError at once: the URL is wrong
+    other 4xx (400, 422, ...)                    bisect; a single refused event: reject
+
+Retries are bounded per request (a half of a split batch gets its own budget). Exceptions
+that are not about the exchange (bugs, a failing callback, cancellation) propagate untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import math
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import httpx
+import orjson
+
+from uploader import __version__
+from uploader.batches import Batch, split_batch
+from uploader.errors import ConfigError, SendError
+from uploader.event_ids import Event
+from uploader.target import Credentials, Target
+
+# Ten minutes rides out a deploy or a short outage; longer and a dead API hangs the run.
+DEFAULT_MAX_RETRY_TIME = 600.0
+# First backoff ceiling: a blip is usually over within half a second.
+DEFAULT_BASE_DELAY = 0.5
+# Backoff ceiling: beyond 30 s waiting stops helping and only slows recovery.
+DEFAULT_MAX_DELAY = 30.0
+# Per request: covers a 5,000-event body and the slow first use of a new event name.
+DEFAULT_TIMEOUT = 60.0
+# Requests in flight: enough to hide latency, few enough not to flood an unpublished limit.
+DEFAULT_CONCURRENCY = 4
+# Successes in a row before a slot lost to a 429 comes back: slow enough not to re-trigger
+# the limit at once, fast enough to climb back from 1 to 4 in 60 requests.
+RECOVER_AFTER = 20
+# Characters of an API message kept in a reject reason or an error: any message seen fits,
+# an echoed payload does not fill the rejects file.
+MESSAGE_LIMIT = 300
+# Characters of an error body kept on a SendError: bounded for the same reason.
+BODY_LIMIT = 2_000
+TOO_LARGE = "the API refused this event as too large (413)"
+USER_AGENT = f"uploader/{__version__}"
+
+# Failures in which the request may not have arrived, or arrived and got no answer. Other
+# transport errors (unsupported scheme, a proxy refusing, a request httpx itself refuses) are
+# configuration errors or bugs.
+_RETRIED_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+OnDelivered = Callable[[Batch, int], Awaitable[None]]
+OnRejected = Callable[[Sequence[Event], str], Awaitable[None]]
+
+
+class Uniform(Protocol):
+    def uniform(self, a: float, b: float, /) -> float: ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retry_time: float = DEFAULT_MAX_RETRY_TIME
+    base_delay: float = DEFAULT_BASE_DELAY
+    max_delay: float = DEFAULT_MAX_DELAY
+    timeout: float = DEFAULT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        for name in ("max_retry_time", "base_delay", "max_delay", "timeout"):
+            value = getattr(self, name)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (number and math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} must be a number of seconds above 0; got {value!r}")
+
+    def delay(self, retry: int, retry_after: float | None, rng: Uniform) -> float:
+        """Wait before retry number `retry` (0 for the first): full jitter, but never less
+        than what the server asked for."""
+        ceiling = min(self.max_delay, self.base_delay * 2.0 ** min(retry, 62))
+        jitter = rng.uniform(0.0, ceiling)
+        return jitter if retry_after is None else max(jitter, retry_after)
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date, which is
+    compared with `now`, epoch seconds). None when absent or unreadable."""
+    try:
+        seconds = float(value or "")
+    except ValueError:
+        when = _http_date(value)
+        seconds = math.nan if when is None else when - now
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _http_date(value: str | None) -> float | None:
+    """Epoch seconds of an HTTP date (naive dates are read as UTC), None if unreadable."""
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+class AdaptiveConcurrency:
+    """At most `limit` requests in flight (`async with limiter:`), and at most `rate` per
+    second if given. A 429 halves the limit; it grows back one slot per `recover_after`
+    successes in a row, up to `max_concurrency`."""
+
+    def __init__(
+        self,
+        max_concurrency: int = DEFAULT_CONCURRENCY,
+        *,
+        rate: float | None = None,
+        recover_after: int = RECOVER_AFTER,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if (
+            isinstance(max_concurrency, bool)
+            or not isinstance(max_concurrency, int)
+            or (max_concurrency < 1)
+        ):
+            raise ConfigError(f"concurrency must be a whole number from 1; got {max_concurrency!r}")
+        if rate is not None and not (math.isfinite(rate) and rate > 0):
+            raise ConfigError(f"rate must be a number of requests per second above 0; got {rate}")
+        self.max_concurrency = max_concurrency
+        self.limit = max_concurrency
+        self.rate = rate
+        self.recover_after = recover_after
+        self.in_flight = 0
+        # Bumped at each halving: a 429 to a request sent before the last halving is part of
+        # the same burst and must not halve again.
+        self.generation = 0
+        self._streak = 0
+        self._clock = clock
+        self._sleep = sleep
+        self._next_start = -math.inf
+        self._free = asyncio.Condition()
+
+    async def __aenter__(self) -> int:
+        async with self._free:
+            await self._free.wait_for(lambda: self.in_flight < self.limit)
+            self.in_flight += 1
+        try:
+            await self._pace()
+        except BaseException:
+            await self._release()
+            raise
+        return self.generation
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._release()
+
+    async def _release(self) -> None:
+        async with self._free:
+            self.in_flight -= 1
+            self._free.notify_all()
+
+    async def _pace(self) -> None:
+        # Even spacing (no burst): the next start is reserved before waiting, so concurrent
+        # callers queue up one interval apart.
+        if self.rate is None:
+            return
+        now = self._clock()
+        start = max(now, self._next_start)
+        self._next_start = start + 1.0 / self.rate
+        if start > now:
+            await self._sleep(start - now)
+
+    def throttled(self, generation: int | None = None) -> None:
+        """A 429. With the generation `async with` returned, only the first 429 of a burst
+        halves the limit."""
+        self._streak = 0
+        if generation is not None and generation != self.generation:
+            return
+        self.limit = max(1, self.limit // 2)
+        self.generation += 1
+
+    def succeeded(self) -> None:
+        self._streak += 1
+        if self._streak >= self.recover_after and self.limit < self.max_concurrency:
+            self.limit += 1
+            self._streak = 0
+            # Waiters are woken on the next release; nobody waits while slots are free.
+
+
+@dataclass
+class SendStats:
+    """Counts since the sender started, for the run report."""
+
+    requests: int = 0
+    retries: int = 0
+    splits: int = 0
+    events_delivered: int = 0
+    events_rejected: int = 0
+    status_counts: Counter[int] = field(default_factory=Counter)
+    error_counts: Counter[str] = field(default_factory=Counter)  # by exception name
+
+
+class Sender:
+    """Posts batches to one target through one keep-alive client. Use `async with`."""
+
+    def __init__(
+        self,
+        target: Target,
+        credentials: Credentials,
+        *,
+        policy: RetryPolicy | None = None,
+        limiter: AdaptiveConcurrency | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        rng: Uniform | None = None,
+    ) -> None:
+        self.target = target
+        self.credentials = credentials
+        self.policy = policy or RetryPolicy()
+        self.limiter = limiter or AdaptiveConcurrency()
+        self.stats = SendStats()
+        self._sleep = sleep
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._rng: Uniform = rng or random.Random()
+        slots = self.limiter.max_concurrency
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(self.policy.timeout),
+            limits=httpx.Limits(max_connections=slots, max_keepalive_connections=slots),
+            headers={
+                "Authorization": credentials.authorization,
+                "Content-Type": "application/json",
+                "User-Agent": USER_AGENT,
+                "X-Intempt-Lib": USER_AGENT,
+            },
+        )
+
+    async def __aenter__(self) -> Sender:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def send_batch(
+        self, batch: Batch, on_delivered: OnDelivered, on_rejected: OnRejected
+    ) -> None:
+        """Deliver `batch`, or the parts of it the API accepts, rejecting the rest. Raises
+        SendError when the run must stop: auth failure, wrong URL, retries exhausted."""
+        response = await self._post(batch)
+        status = response.status_code
+        if response.is_success:
+            self.stats.events_delivered += len(batch)
+            await on_delivered(batch, status)
+            return
+        message = self._message(response)
+        if status in (401, 403):
+            raise SendError(
+                f"the API refused the credentials ({status}: {message}): the API key is wrong, "
+                f"or has no access to {self.target.describe()}; check INTEMPT_API_KEY or "
+                "--api-key-file, --org, --project and --source",
+                status=status,
+                body=message,
+            )
+        if status in (404, 405):
+            # The address, not the data: bisecting would reject every event one by one.
+            raise SendError(
+                f"the API has no track endpoint at {self.target.track_url} ({status}: "
+                f"{message}); check --base-url, --org, --project and --source",
+                status=status,
+                body=message,
+            )
+        if len(batch) == 1:
+            reason = (
+                TOO_LARGE if status == 413 else f"the API refused this event ({status}): {message}"
+            )
+            self.stats.events_rejected += 1
+            await on_rejected(batch.events, reason)
+            return
+        # 413: halves until they fit. Other 4xx: halves until the refused items are alone.
+        self.stats.splits += 1
+        for half in split_batch(batch):
+            await self.send_batch(half, on_delivered, on_rejected)
+
+    async def _post(self, batch: Batch) -> httpx.Response:
+        """Post until an answer that is not worth retrying (2xx or a lasting refusal)."""
+        started = self._clock()
+        attempt = 0
+        while True:
+            attempt += 1
+            async with self.limiter as generation:
+                self.stats.requests += 1
+                try:
+                    response = await self._client.post(self.target.track_url, content=batch.body)
+                except _RETRIED_ERRORS as exc:
+                    self.stats.error_counts[type(exc).__name__] += 1
+                    detail = " ".join(str(exc).split())
+                    failure = SendError(self._redact(f"{type(exc).__name__}: {detail}"))
+                else:
+                    self.stats.status_counts[response.status_code] += 1
+                    if response.is_success:
+                        self.limiter.succeeded()
+                        return response
+                    failure = self._failure(response)
+                    if not failure.retryable:
+                        return response
+                    if response.status_code == 429:
+                        self.limiter.throttled(generation)
+            delay = self.policy.delay(attempt - 1, failure.retry_after, self._rng)
+            elapsed = self._clock() - started
+            if elapsed + delay > self.policy.max_retry_time:
+                asked = failure.retry_after
+                wait = f" (the API asked to wait {asked:.0f} s)" if asked else ""
+                raise SendError(
+                    f"gave up on a batch of {len(batch)} events: retries exhausted after "
+                    f"{attempt} attempts over {elapsed:.0f} s (max retry time "
+                    f"{self.policy.max_retry_time:g} s); last: {failure}{wait}",
+                    status=failure.status,
+                    body=failure.body,
+                    retry_after=failure.retry_after,
+                )
+            self.stats.retries += 1
+            await self._sleep(delay)
+
+    def _failure(self, response: httpx.Response) -> SendError:
+        """A refusal as a SendError; SendError.retryable is the one place that says which
+        refusals are transient."""
+        body = self._redact(response.text, BODY_LIMIT)
+        failure = SendError(
+            f"{response.status_code} {self._message(response)}",
+            status=response.status_code,
+            body=body,
+        )
+        # An HTTP-date is measured against the server's own clock when it sent one.
+        now = _http_date(response.headers.get("Date"))
+        now = self._wall_clock() if now is None else now
+        failure.retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
+        return failure
+
+    def _message(self, response: httpx.Response) -> str:
+        """A readable, short, key-free message from an error answer."""
+        text = response.text
+        try:
+            parsed = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, dict):
+            for name in ("error", "message", "detail", "errors"):
+                value = parsed.get(name)
+                if value:
+                    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+                    break
+        text = " ".join(text.split()) or f"HTTP {response.status_code} with an empty body"
+        return self._redact(text)
+
+    def _redact(self, text: str, limit: int = MESSAGE_LIMIT) -> str:
+        # Redact before cutting: a cut through the key would leave a piece nothing matches.
+        text = self.credentials.redact(text).strip(" :")
+        return text if len(text) <= limit else text[: limit - 1] + "…"
