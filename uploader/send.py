@@ -286,7 +286,7 @@ class Sender:
                 status=status,
                 body=message,
             )
-        if len(batch) == 1:
+        if len(batch) <= 1:
             reason = (
                 TOO_LARGE if status == 413 else f"the API refused this event ({status}): {message}"
             )
