@@ -7,24 +7,40 @@ Exit codes: 0 all rows valid (and, for upload, delivered); 1 finished with rejec
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from uploader import __version__
 from uploader.batches import Batch
-from uploader.errors import UploaderError
+from uploader.checkpoint import Checkpoint
+from uploader.console import UploadDisplay, format_status, format_upload
+from uploader.errors import ConfigError, UploaderError
 from uploader.options import DEFAULT_BATCH_SIZE, DEFAULT_MAX_REQUEST_BYTES, Options, build_options
 from uploader.pipeline import Progress, Tally, plan_run
-from uploader.read import resolve_sources
+from uploader.read import Source, resolve_sources
 from uploader.report import RejectsWriter, figures, format_summary, write_json
+from uploader.send import DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRY_TIME
+from uploader.target import DEFAULT_BASE_URL, Credentials, Target
+from uploader.upload import DEFAULT_STATE, UploadOutcome, UploadRun, UploadSettings
 
 EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_ABORTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 EPILOG = """\
-exit codes: 0 every row valid; 1 some rows rejected; 2 bad options or input (nothing sent);
-3 aborted, resumable; 130 interrupted.
+exit codes: 0 every row valid; 1 some rows rejected; 2 bad options or input (nothing sent).
+"""
+UPLOAD_EPILOG = """\
+target settings: --org, --project, --source (or INTEMPT_ORG, INTEMPT_PROJECT,
+INTEMPT_SOURCE_ID); the API key from INTEMPT_API_KEY or --api-key-file (there is no flag
+for the key itself: it would show in the process list); --base-url or INTEMPT_BASE_URL.
+
+exit codes: 0 every valid row delivered and no rejects (or no more than --max-rejects);
+1 finished with rejected rows; 2 bad options or input, nothing sent; 3 aborted (auth
+failure, retries exhausted, API unreachable): run the same command to resume;
+130 interrupted (Ctrl-C): run the same command to resume.
 """
 
 
@@ -51,27 +67,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     upload = commands.add_parser(
         "upload",
-        help="upload the input to Intempt (this version: --dry-run only)",
-        description="Upload the input to Intempt's track API. This version supports "
-        "--dry-run: everything but the sending, with the request bodies written to disk.",
-        epilog=EPILOG,
+        help="upload the input to Intempt: concurrent, retrying, resumable",
+        description="Upload the input to Intempt's track API. Delivered rows are recorded in "
+        "a state file after every acknowledged request: run the same command again to resume, "
+        "and nothing delivered is sent twice.",
+        epilog=UPLOAD_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_input_arguments(upload)
-    upload.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="do everything but send: write the request bodies to OUT/requests.jsonl",
-    )
-    upload.add_argument(
-        "--out", metavar="DIR", help="with --dry-run: folder for requests.jsonl and the rest"
-    )
+    _add_upload_arguments(upload)
     upload.set_defaults(run=run_upload)
 
-    import importlib.util  # TEMP until the sandbox lands
+    status = commands.add_parser(
+        "status",
+        help="list the runs and files of a state file",
+        description="List the runs and files recorded in a state file, with what was "
+        "delivered, rejected and what remains.",
+    )
+    status.add_argument("--state", metavar="FILE", default=DEFAULT_STATE, help="state file")
+    status.set_defaults(run=run_status)
 
-    if importlib.util.find_spec("uploader.sandbox.cli") is None:
-        return parser
     from uploader.sandbox import cli as sandbox_cli
 
     sandbox = commands.add_parser(
@@ -159,6 +174,78 @@ def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
     packing.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
+def _add_upload_arguments(parser: argparse.ArgumentParser) -> None:
+    target = parser.add_argument_group("target")
+    target.add_argument("--org", metavar="ORG", help="organisation name (env INTEMPT_ORG)")
+    target.add_argument("--project", metavar="PROJECT", help="project name (env INTEMPT_PROJECT)")
+    target.add_argument(
+        "--source", metavar="ID", help="source id, 19 digits (env INTEMPT_SOURCE_ID)"
+    )
+    target.add_argument(
+        "--api-key-file",
+        metavar="FILE",
+        help="file holding the API key PREFIX.SECRET (default: env INTEMPT_API_KEY)",
+    )
+    target.add_argument(
+        "--base-url",
+        metavar="URL",
+        help=f"API address (env INTEMPT_BASE_URL, default {DEFAULT_BASE_URL})",
+    )
+    target.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="start the built-in local sandbox API and upload to it (no credentials needed)",
+    )
+    sending = parser.add_argument_group("sending and resuming")
+    sending.add_argument(
+        "--concurrency",
+        type=int,
+        metavar="N",
+        default=DEFAULT_CONCURRENCY,
+        help=f"requests in flight (default {DEFAULT_CONCURRENCY})",
+    )
+    sending.add_argument("--rate", type=float, metavar="R", help="at most R requests per second")
+    sending.add_argument(
+        "--max-retry-time",
+        type=float,
+        metavar="S",
+        default=DEFAULT_MAX_RETRY_TIME,
+        help="give up on a request after retrying it this many seconds; the run then stops "
+        f"as aborted and can be resumed (default {DEFAULT_MAX_RETRY_TIME:.0f})",
+    )
+    sending.add_argument(
+        "--state",
+        metavar="FILE",
+        default=DEFAULT_STATE,
+        help=f"state file recording what was delivered (default {DEFAULT_STATE})",
+    )
+    sending.add_argument(
+        "--force",
+        action="store_true",
+        help="send files again even if they were delivered before (sends events twice)",
+    )
+    sending.add_argument(
+        "--restart",
+        action="store_true",
+        help="start files that changed since a partial upload over from their first row",
+    )
+    sending.add_argument(
+        "--max-rejects",
+        type=int,
+        metavar="N",
+        default=0,
+        help="exit 0 even with up to N rejected rows (default 0)",
+    )
+    sending.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="do everything but send: write the request bodies to OUT/requests.jsonl",
+    )
+    sending.add_argument(
+        "--out", metavar="DIR", help="with --dry-run: folder for requests.jsonl and the rest"
+    )
+
+
 def _options(args: argparse.Namespace) -> Options:
     return build_options(
         args.config,
@@ -182,11 +269,167 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run_upload(args: argparse.Namespace) -> int:
-    if not args.dry_run:
-        raise UploaderError(
-            "this version only plans uploads: add --dry-run --out DIR to write the request "
-            "bodies, or use `uploader validate` to check the input"
+    if args.dry_run:
+        return _dry_run(args)
+    if args.out:
+        raise ConfigError("--out goes with --dry-run; an upload writes --report and --rejects")
+    if args.concurrency < 1:
+        raise ConfigError(f"--concurrency must be at least 1, not {args.concurrency}")
+    if args.rate is not None and args.rate <= 0:
+        raise ConfigError(f"--rate must be above 0, not {args.rate}")
+    options = _options(args)
+    sources = resolve_sources(args.paths)
+    if args.sandbox:
+        from uploader.sandbox import Sandbox
+
+        with Sandbox() as sandbox:
+            target = Target(sandbox.base_url, sandbox.org, sandbox.project, sandbox.source)
+            print(f"Uploading to the built-in sandbox at {sandbox.base_url}", file=sys.stderr)
+            code = _upload(args, options, sources, target, Credentials.from_key(sandbox.api_key))
+            stats = sandbox.stats()
+            print(
+                f"The sandbox stored {stats['events']:,} events "
+                f"({stats['unique_event_ids']:,} distinct ids) from {stats['requests']:,} requests."
+            )
+            return code
+    target, credentials = _target_from(args)
+    return _upload(args, options, sources, target, credentials)
+
+
+def _target_from(args: argparse.Namespace) -> tuple[Target, Credentials]:
+    env = os.environ
+    values = {
+        "org": (args.org or env.get("INTEMPT_ORG"), "--org ORG or INTEMPT_ORG"),
+        "project": (
+            args.project or env.get("INTEMPT_PROJECT"),
+            "--project NAME or INTEMPT_PROJECT",
+        ),
+        "source id": (
+            args.source or env.get("INTEMPT_SOURCE_ID"),
+            "--source ID or INTEMPT_SOURCE_ID",
+        ),
+    }
+    key = None
+    if args.api_key_file:
+        try:
+            with open(args.api_key_file, encoding="utf-8") as fh:
+                key = fh.read()
+        except OSError as exc:
+            raise ConfigError(
+                f"--api-key-file {args.api_key_file}: cannot read ({exc.strerror})"
+            ) from exc
+    else:
+        key = env.get("INTEMPT_API_KEY")
+    values["API key"] = (key, "INTEMPT_API_KEY or --api-key-file FILE")
+    missing = [f"{name} (give {how})" for name, (value, how) in values.items() if not value]
+    if missing:
+        raise ConfigError(
+            "missing " + "; ".join(missing) + ". Or use --sandbox to rehearse against the "
+            "built-in local API"
         )
+    base_url = args.base_url or env.get("INTEMPT_BASE_URL") or DEFAULT_BASE_URL
+    assert key is not None
+    target = Target(base_url, str(values["org"][0]), str(values["project"][0]),
+                    str(values["source id"][0]).strip())  # fmt: skip
+    return target, Credentials.from_key(key)
+
+
+def _upload(
+    args: argparse.Namespace,
+    options: Options,
+    sources: list[Source],
+    target: Target,
+    credentials: Credentials,
+) -> int:
+    settings = UploadSettings(
+        target=target,
+        credentials=credentials,
+        state=args.state,
+        concurrency=args.concurrency,
+        rate=args.rate,
+        max_retry_time=args.max_retry_time,
+        force=args.force,
+        restart=args.restart,
+    )
+    writer = (
+        RejectsWriter(args.rejects, [c for s in sources for c in s.columns])
+        if args.rejects
+        else None
+    )
+    display = UploadDisplay(args.quiet)
+    run = UploadRun(
+        sources,
+        options,
+        settings,
+        on_progress=display,
+        on_rejects=writer.write if writer else None,
+    )
+    try:
+        outcome = asyncio.run(_with_signals(run))
+    except BaseException:
+        if writer is not None:
+            writer.abandon()
+        raise
+    finally:
+        display.close()
+    if writer is not None:
+        writer.close()
+    if outcome.tally.files:
+        print(format_summary(outcome.tally, planned=False))
+    else:
+        print("Nothing to read: every input was uploaded before.")
+    print(format_upload(outcome))
+    if writer is not None:
+        print(f"Rejected rows written to {args.rejects} ({writer.count:,} rows).")
+    if args.report:
+        write_json(args.report, dict(outcome.figures, status=outcome.status))
+    if outcome.status == "aborted":
+        print(f"uploader: aborted: {outcome.message}", file=sys.stderr)
+        print("Delivered rows are recorded; run the same command to resume.", file=sys.stderr)
+        return EXIT_ABORTED
+    if outcome.status == "interrupted":
+        print("uploader: interrupted; run the same command to resume.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_REJECTS if outcome.figures["events_rejected"] > args.max_rejects else EXIT_OK
+
+
+async def _with_signals(run: UploadRun) -> UploadOutcome:
+    """First Ctrl-C: stop taking batches and let in-flight ones finish. Second: leave now
+    (the state file stays consistent: every write to it is one transaction)."""
+    loop = asyncio.get_running_loop()
+    presses = 0
+
+    def on_interrupt() -> None:
+        nonlocal presses
+        presses += 1
+        if presses > 1:
+            os._exit(EXIT_INTERRUPTED)
+        print(
+            "\nuploader: stopping after the requests in flight (Ctrl-C again to quit now)",
+            file=sys.stderr,
+        )
+        run.request_stop()
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+        loop.add_signal_handler(signal.SIGTERM, on_interrupt)
+    except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
+        pass
+    return await run.run()
+
+
+def run_status(args: argparse.Namespace) -> int:
+    if not os.path.exists(args.state):
+        raise ConfigError(f"no state file at {args.state}; give --state FILE")
+    checkpoint = Checkpoint(args.state)
+    try:
+        print(format_status(checkpoint.runs(), checkpoint.files()))
+    finally:
+        checkpoint.close()
+    return EXIT_OK
+
+
+def _dry_run(args: argparse.Namespace) -> int:
     if not args.out:
         raise UploaderError("--dry-run needs --out DIR, the folder for requests.jsonl")
     os.makedirs(args.out, exist_ok=True)

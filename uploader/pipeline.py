@@ -81,6 +81,17 @@ ProgressSink = Callable[[Progress], None]
 BatchSink = Callable[[Batch], None]
 
 
+def plan_sources(sources: Sequence[Source], options: Options) -> dict[str, MappingPlan]:
+    """The mapping of every source, before any row is read: a bad mapping stops the run."""
+    by_columns: dict[tuple[str, ...], MappingPlan] = {}
+    plans = {}
+    for source in sources:
+        if source.columns not in by_columns:
+            by_columns[source.columns] = plan_mapping(source.columns, options, source.name)
+        plans[source.name] = by_columns[source.columns]
+    return plans
+
+
 def prepare_events(
     sources: Sequence[Source],
     options: Options,
@@ -91,14 +102,12 @@ def prepare_events(
 ) -> Iterator[Prepared]:
     """Map, validate and id every row of every source, chunk by chunk."""
     tracker = tracker or DuplicateTracker(options.keep_duplicates)
-    plans_by_columns: dict[tuple[str, ...], MappingPlan] = {}
-    for source in sources:  # plan every file first: a bad mapping stops before any work
-        if source.columns not in plans_by_columns:
-            plans_by_columns[source.columns] = plan_mapping(source.columns, options, source.name)
-        tally.plans[source.name] = plans_by_columns[source.columns]
+    plans = plan_sources(sources, options)
+    for source in sources:
+        tally.plans[source.name] = plans[source.name]
         tally.files[source.name] = 0
     for chunk in read_frames(sources, chunk_rows):
-        plan = plans_by_columns[chunk.source.columns]
+        plan = plans[chunk.source.name]
         mapped = map_columns(chunk, plan, options)
         valid, rejects = validate_rows(mapped, plan)
         events, id_rejects = assign_event_ids(mapped, valid, tracker)

@@ -66,9 +66,23 @@ def resolve_sources(inputs: Sequence[Any]) -> list[Source]:
             sources.append(_table_source(_dataframe_to_table(item), "<DataFrame>"))
         else:
             sources.extend(_file_source(path) for path in _expand(os.fspath(item)))
+    sources = _without_repeats(sources)
     if not sources:
         raise InputError("no input given: name one or more CSV or Parquet files or folders")
     return sources
+
+
+def _without_repeats(sources: list[Source]) -> list[Source]:
+    """A file named twice (a path and a glob that matches it) is read once."""
+    seen: set[str] = set()
+    unique = []
+    for source in sources:
+        if source.format != "table":
+            if source.name in seen:
+                continue
+            seen.add(source.name)
+        unique.append(source)
+    return unique
 
 
 def read_frames(sources: Sequence[Source], chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:

@@ -100,7 +100,7 @@ def figures(tally: Tally, timezone: str) -> dict[str, Any]:
     }
 
 
-def format_summary(tally: Tally) -> str:
+def format_summary(tally: Tally, *, planned: bool = True) -> str:
     """A plan a person can read: what was read, how it was mapped, what would be sent."""
     lines = [f"Read {tally.rows_read:,} rows from {_plural(len(tally.files), 'file')}."]
     seen_plans: list[Any] = []
@@ -143,7 +143,8 @@ def format_summary(tally: Tally) -> str:
         example = tally.reject_examples[cause][0]
         lines.append(f"  {count:>8,}  {example.field}: {example.reason}")
         lines.append(f"            e.g. {os.path.basename(example.file)} row {example.row}")
-    lines.append(f"Requests: {tally.requests:,} ({tally.bytes:,} bytes of JSON)")
+    if planned:
+        lines.append(f"Requests: {tally.requests:,} ({tally.bytes:,} bytes of JSON)")
     return "\n".join(lines)
 
 

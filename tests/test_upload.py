@@ -1,0 +1,319 @@
+"""The upload against the sandbox over real HTTP: faults, resume, kill -9, auth, changes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from uploader.cli import main
+from uploader.errors import CheckpointError
+from uploader.options import build_options
+from uploader.read import resolve_sources
+from uploader.sandbox import Sandbox
+from uploader.target import Credentials, Target
+from uploader.upload import UploadOutcome, UploadRun, UploadSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADER = "ts,event,sku,user_id,qty\n"
+EVENTS = ["view", "cart", "remove_from_cart", "purchase"]
+
+
+def export(rows: int, bad_every: int = 0, seed: int = 1) -> str:
+    rng = random.Random(seed)
+    lines = []
+    for i in range(rows):
+        sku = "" if bad_every and i % bad_every == bad_every - 1 else f"SKU-{i}"
+        second = 1_700_000_000 + i
+        lines.append(
+            f"{second},{rng.choice(EVENTS)},{sku},u{rng.randrange(50)},{rng.randint(1, 3)}"
+        )
+    return HEADER + "\n".join(lines) + "\n"
+
+
+def settings_for(sb: Sandbox, state: Path, **kw: Any) -> UploadSettings:
+    return UploadSettings(
+        target=Target(sb.base_url, sb.org, sb.project, sb.source),
+        credentials=Credentials.from_key(sb.api_key),
+        state=str(state),
+        **kw,
+    )
+
+
+async def no_wait(_: float) -> None:
+    await asyncio.sleep(0)
+
+
+def upload(paths, sb: Sandbox, state: Path, *, batch_size=50, sleep=no_wait, **kw) -> UploadOutcome:
+    options = build_options(None, batch_size=batch_size, mapping=["data.quantity=qty"])
+    run = UploadRun(resolve_sources(paths), options, settings_for(sb, state, **kw), sleep=sleep)
+    return asyncio.run(run.run())
+
+
+def stored_ids(sb: Sandbox) -> list[str]:
+    ids: list[str] = []
+    after = 0
+    while True:
+        page = sb.events(limit=1000, after=after)
+        if not page:
+            return ids
+        ids.extend(e["item"]["eventId"] for e in page)
+        after = page[-1]["id"]
+
+
+def test_clean_upload_stores_every_valid_row_once(write_csv, tmp_path):
+    path = write_csv(export(600, bad_every=100))
+    with Sandbox() as sb:
+        outcome = upload([path], sb, tmp_path / "state.db")
+        stats = sb.stats()
+    assert outcome.status == "completed"
+    assert outcome.figures["events_sent"] == 594
+    assert outcome.figures["events_rejected"] == 6
+    assert stats["events"] == stats["unique_event_ids"] == 594
+    assert stats["key_in_query"] == 0
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        {"error_rate": 0.3},
+        {"rate_limit": 40.0},
+        {"drop_rate": 0.2},
+        {"max_body_bytes": 3_000},
+        {"transient_400_rate": 0.3},
+        {"latency_ms": 30, "error_rate": 0.1, "drop_rate": 0.1},
+    ],
+    ids=lambda f: ",".join(f),
+)
+def test_every_fault_mix_ends_with_every_valid_row_stored(write_csv, tmp_path, faults):
+    path = write_csv(export(400, bad_every=50))
+    with Sandbox(seed=7, **faults) as sb:
+        outcome = upload([path], sb, tmp_path / "state.db", concurrency=4)
+        stats = sb.stats()
+    assert outcome.status == "completed", outcome.message
+    valid = 400 - 8
+    assert outcome.figures["events_sent"] == valid
+    assert stats["unique_event_ids"] == valid
+    # Only requests whose answer was lost (dropped connections) can store twice.
+    assert stats["duplicate_events"] <= stats.get("dropped", 0) * 50
+
+
+def test_a_rerun_sends_nothing_and_says_the_file_was_uploaded(write_csv, tmp_path):
+    path = write_csv(export(120))
+    with Sandbox() as sb:
+        first = upload([path], sb, tmp_path / "state.db")
+        second = upload([path], sb, tmp_path / "state.db")
+        stats = sb.stats()
+    assert first.figures["events_sent"] == 120
+    assert second.figures["events_sent"] == 0
+    assert second.skipped_files == ((str(path), "already uploaded (120 events)"),)
+    assert stats["events"] == 120
+
+
+def test_force_sends_a_completed_file_again(write_csv, tmp_path):
+    path = write_csv(export(30))
+    with Sandbox() as sb:
+        upload([path], sb, tmp_path / "state.db")
+        again = upload([path], sb, tmp_path / "state.db", force=True)
+        assert sb.stats()["events"] == 60
+    assert again.figures["events_sent"] == 30
+
+
+def test_a_changed_file_is_not_resumed_silently(write_csv, tmp_path):
+    path = write_csv(export(300))
+    state = tmp_path / "state.db"
+    with Sandbox() as sb:
+        assert upload([path], sb, state).figures["events_sent"] == 300
+        path.write_text(export(301))
+        with pytest.raises(CheckpointError) as info:
+            upload([path], sb, state)
+        assert "changed since 300 of its events were delivered" in str(info.value)
+        assert "--restart" in str(info.value) and "--force" in str(info.value)
+        assert sb.stats()["events"] == 300  # nothing was sent
+        restarted = upload([path], sb, state, restart=True)
+        assert restarted.figures["events_sent"] == 301
+
+
+def test_retries_exhausted_abort_and_a_rerun_resumes(write_csv, tmp_path):
+    path = write_csv(export(200))
+    state = tmp_path / "state.db"
+    with Sandbox(error_rate=1.0, seed=1) as failing:
+        outcome = upload([path], failing, state, max_retry_time=0.05)
+    assert outcome.status == "aborted"
+    assert "retries" in (outcome.message or "")
+    with Sandbox() as sb:
+        again = upload([path], sb, state)
+        assert sb.stats()["unique_event_ids"] == 200
+    assert again.status == "completed"
+    assert again.figures["events_sent"] == 200
+
+
+def test_resume_after_abort_sends_only_what_is_left(write_csv, tmp_path):
+    path = write_csv(export(500))
+    state = tmp_path / "state.db"
+    with Sandbox(latency_ms=50) as sb:
+        # Stop the run after a few batches by asking it to stop from the progress callback.
+        options = build_options(None, batch_size=50, mapping=["data.quantity=qty"])
+        run: UploadRun
+
+        def stop_after_some(progress: Any) -> None:
+            if progress.events_sent >= 150:
+                run.request_stop()
+
+        run = UploadRun(
+            resolve_sources([path]), options, settings_for(sb, state, concurrency=1),
+            on_progress=stop_after_some,
+        )  # fmt: skip
+        first = asyncio.run(run.run())
+        assert first.status == "interrupted"
+        sent_first = first.figures["events_sent"]
+        assert 150 <= sent_first < 500
+        second = upload([path], sb, state)
+        stats = sb.stats()
+    assert second.status == "completed"
+    assert second.figures["events_skipped_already_sent"] == sent_first
+    assert second.figures["events_sent"] == 500 - sent_first
+    assert stats["events"] == stats["unique_event_ids"] == 500
+
+
+def _cli_args(sb: Sandbox, path: Path, state: Path) -> list[str]:
+    return [
+        "upload", str(path), "--map", "data.quantity=qty", "--base-url", sb.base_url,
+        "--org", sb.org, "--project", sb.project, "--source", sb.source, "--state", str(state),
+        "--quiet",
+    ]  # fmt: skip
+
+
+def test_auth_failure_exits_3_after_one_request(write_csv, tmp_path, capsys, monkeypatch):
+    path = write_csv(export(200))
+    monkeypatch.setenv("INTEMPT_API_KEY", "wrong.not-the-secret")
+    with Sandbox() as sb:
+        started = time.monotonic()
+        code = main(_cli_args(sb, path, tmp_path / "state.db"))
+        elapsed = time.monotonic() - started
+        stats = sb.stats()
+    out, err = capsys.readouterr()
+    assert code == 3
+    assert stats["status_counts"] == {"401": 1}
+    assert "the API key is wrong" in err
+    assert "not-the-secret" not in out + err
+    assert elapsed < 30  # no backoff loop on a 401 (a generous bound, not a benchmark)
+
+
+def test_missing_settings_name_each_one(write_csv, capsys, monkeypatch):
+    for name in ("INTEMPT_API_KEY", "INTEMPT_ORG", "INTEMPT_PROJECT", "INTEMPT_SOURCE_ID"):
+        monkeypatch.delenv(name, raising=False)
+    code = main(["upload", str(write_csv(export(3))), "--org", "acme"])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert "missing project (give --project NAME or INTEMPT_PROJECT)" in err
+    assert "source id (give --source ID or INTEMPT_SOURCE_ID)" in err
+    assert "API key (give INTEMPT_API_KEY or --api-key-file FILE)" in err
+    assert "org" not in err.split("missing")[1].split(";")[0]
+
+
+def test_the_key_never_leaves_the_process(write_csv, tmp_path, capsys):
+    secret_key = "leakcheck.s3cr3t-value-123"
+    key_file = tmp_path / "key.txt"
+    key_file.write_text(secret_key + "\n")
+    path = write_csv(export(100, bad_every=10))
+    report, rejects, state = tmp_path / "r.json", tmp_path / "rej.csv", tmp_path / "s.db"
+    with Sandbox(api_key=secret_key, error_rate=0.2, seed=3) as sb:
+        args = _cli_args(sb, path, state)
+        args += [
+            "--api-key-file",
+            str(key_file),
+            "--report",
+            str(report),
+            "--rejects",
+            str(rejects),
+        ]
+        code = main(args)
+    out, err = capsys.readouterr()
+    assert code == 1
+    with Sandbox() as other:  # wrong key: the refusal's text must not carry it either
+        code = main([*_cli_args(other, path, tmp_path / "s2.db"), "--api-key-file", str(key_file)])
+    out2, err2 = capsys.readouterr()
+    assert code == 3
+    texts = [out, err, out2, err2, report.read_text(), rejects.read_text()]
+    for db in (state, tmp_path / "s2.db"):
+        texts.append(Path(db).read_bytes().decode("latin-1"))
+        texts.extend(str(row) for row in sqlite3.connect(db).execute("SELECT * FROM runs"))
+    for text in texts:
+        assert "s3cr3t-value-123" not in text
+        assert "bGVha2NoZWNr" not in text  # base64 of the prefix:secret pair's start
+
+
+def _spawn(sb: Sandbox, path: Path, state: Path, batch: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, INTEMPT_API_KEY=sb.api_key)
+    args = [*_cli_args(sb, path, state), "--batch-size", str(batch), "--concurrency", "3"]
+    return subprocess.Popen(
+        [sys.executable, "-m", "uploader", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_kill_9_at_any_moment_loses_nothing_and_resends_only_what_was_in_flight(
+    write_csv, tmp_path, seed
+):
+    rng = random.Random(seed)
+    rows = 1_500
+    path = write_csv(export(rows, seed=seed))
+    state = tmp_path / "state.db"
+    with Sandbox(latency_ms=15) as sb:
+        for _ in range(2):
+            # Kill once the API has stored a random share of the rows: mid-run for sure.
+            threshold = sb.stats()["unique_event_ids"] + rng.randint(50, 500)
+            proc = _spawn(sb, path, state, batch=25)
+            while sb.stats()["events"] < threshold and proc.poll() is None:
+                time.sleep(0.005)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        assert sb.stats()["unique_event_ids"] < rows
+        env = dict(os.environ, INTEMPT_API_KEY=sb.api_key)
+        done = subprocess.run(
+            [sys.executable, "-m", "uploader", *_cli_args(sb, path, state)],
+            env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        stats = sb.stats()
+    assert stats["unique_event_ids"] == rows  # nothing lost
+    db = sqlite3.connect(state)
+    resent = db.execute("SELECT SUM(possibly_resent) FROM runs").fetchone()[0]
+    status, delivered = db.execute("SELECT status, delivered FROM files").fetchone()
+    db.close()
+    assert (status, delivered) == ("complete", rows)
+    # Every duplicate the API stored was in flight when a process died, and was counted.
+    assert stats["duplicate_events"] <= resent
+    assert resent <= 2 * (3 * 25 + 4)  # at most what can be in flight at two kills
+
+
+def test_sigint_stops_after_in_flight_and_exits_130(write_csv, tmp_path):
+    path = write_csv(export(3_000))
+    state = tmp_path / "state.db"
+    with Sandbox(latency_ms=20) as sb:
+        proc = _spawn(sb, path, state, batch=20)
+        while sb.stats()["events"] < 200 and proc.poll() is None:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+        stats = sb.stats()
+        db = sqlite3.connect(state)
+        inflight = db.execute("SELECT COUNT(*) FROM inflight").fetchone()[0]
+        delivered = db.execute("SELECT COALESCE(SUM(n), 0) FROM acks").fetchone()[0]
+        db.close()
+    assert inflight == 0  # in-flight requests finished before exiting
+    assert delivered == stats["events"] == stats["unique_event_ids"]
+    assert 0 < delivered < 3_000

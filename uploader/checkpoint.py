@@ -1,0 +1,322 @@
+"""Checkpoint store: a SQLite file that remembers, durably, what the API acknowledged.
+
+A row is recorded as delivered only after a 2xx for the request that carried it, in the
+same transaction that clears that request's in-flight mark. After any crash the file is
+consistent (SQLite transactions are atomic); requests still marked in flight are the only
+ones whose events may be sent twice, and the next run counts them.
+
+Rows are stored as runs of consecutive row numbers per file, so a 10-million-row file
+that went out in 20,000 requests costs 20,000 small records, not 10 million.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+
+from uploader.errors import CheckpointError
+from uploader.read import Source
+
+# Bytes read from the head and the tail of a file for its fingerprint: enough to tell two
+# exports apart, cheap enough that resuming a finished 10 GB file costs milliseconds.
+FINGERPRINT_SAMPLE = 1 << 20
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY, started_at REAL NOT NULL, ended_at REAL,
+    status TEXT NOT NULL, target TEXT NOT NULL, possibly_resent INTEGER NOT NULL DEFAULT 0,
+    figures TEXT);
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY, path TEXT NOT NULL, size INTEGER, mtime_ns INTEGER,
+    fingerprint TEXT NOT NULL, status TEXT NOT NULL, rows_read INTEGER NOT NULL DEFAULT 0,
+    delivered INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0,
+    last_run INTEGER, updated_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS files_by_fingerprint ON files (fingerprint);
+CREATE TABLE IF NOT EXISTS acks (file_id INTEGER NOT NULL, runs BLOB NOT NULL, n INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS acks_by_file ON acks (file_id);
+CREATE TABLE IF NOT EXISTS inflight (
+    id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL, refs BLOB NOT NULL, n INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS api_rejects (
+    file_id INTEGER NOT NULL, row INTEGER NOT NULL, reason TEXT NOT NULL,
+    PRIMARY KEY (file_id, row)) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    id: int
+    path: str
+    size: int | None
+    fingerprint: str
+    status: str  # "partial" or "complete"
+    rows_read: int
+    delivered: int
+    rejected: int
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    started_at: float
+    ended_at: float | None
+    status: str
+    target: str
+    possibly_resent: int
+
+
+def fingerprint(source: Source) -> str:
+    """Content fingerprint of an input: size plus head and tail bytes (files), or the
+    table's own content hash (in-memory tables)."""
+    digest = hashlib.sha256()
+    if source.format == "table":
+        assert source.table is not None
+        import pandas as pd  # only in-memory tables need it
+
+        frame = source.table.to_pandas()
+        digest.update(",".join(map(str, frame.columns)).encode())
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+        return "table:" + digest.hexdigest()
+    size = source.size or 0
+    digest.update(str(size).encode())
+    with open(source.name, "rb") as fh:
+        digest.update(fh.read(FINGERPRINT_SAMPLE))
+        if size > FINGERPRINT_SAMPLE:
+            fh.seek(max(FINGERPRINT_SAMPLE, size - FINGERPRINT_SAMPLE))
+            digest.update(fh.read(FINGERPRINT_SAMPLE))
+    return "sha256:" + digest.hexdigest()
+
+
+def encode_runs(rows: Sequence[int]) -> bytes:
+    """Sorted row numbers as [start, end] pairs (inclusive), packed int64."""
+    values = np.asarray(sorted(rows), dtype=np.int64)
+    if not len(values):
+        return b""
+    breaks = np.flatnonzero(np.diff(values) != 1)
+    starts = np.concatenate(([values[0]], values[breaks + 1]))
+    ends = np.concatenate((values[breaks], [values[-1]]))
+    return bytes(np.column_stack((starts, ends)).astype("<i8").tobytes())
+
+
+def decode_runs(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<i8").reshape(-1, 2)
+
+
+class RowSet:
+    """Rows of one file already dealt with (delivered or refused by the API)."""
+
+    def __init__(self, runs: Iterable[np.ndarray]) -> None:
+        pairs = [r for r in runs if len(r)]
+        self.runs = np.concatenate(pairs) if pairs else np.empty((0, 2), dtype=np.int64)
+        order = np.argsort(self.runs[:, 0], kind="stable")
+        self.starts = self.runs[order, 0]
+        self.ends = self.runs[order, 1]
+
+    def __len__(self) -> int:
+        return int((self.ends - self.starts + 1).sum())
+
+    def contains(self, rows: np.ndarray) -> np.ndarray:
+        if not len(self.starts):
+            return np.zeros(len(rows), dtype=bool)
+        at = np.searchsorted(self.starts, rows, side="right") - 1
+        inside = at >= 0
+        hit = np.zeros(len(rows), dtype=bool)
+        hit[inside] = rows[inside] <= self.ends[at[inside]]
+        return hit
+
+
+class Checkpoint:
+    """The state file. One process at a time writes it; every write is one transaction."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        parent = os.path.dirname(os.path.abspath(path))
+        try:
+            os.makedirs(parent, exist_ok=True)
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            # WAL + NORMAL: a commit survives the process being killed (not a power cut),
+            # which is the failure we promise to survive, at a fraction of FULL's cost.
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA busy_timeout=5000")
+            self.db.executescript(_SCHEMA)
+            self._check_version()
+        except sqlite3.DatabaseError as exc:
+            raise CheckpointError(
+                f"state file {path} is not usable ({exc}); move it away or give --state FILE"
+            ) from exc
+
+    def _check_version(self) -> None:
+        row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is None:
+            self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) != SCHEMA_VERSION:
+            raise CheckpointError(
+                f"state file {self.path} was written by another version of uploader "
+                f"(schema {row[0]}, this one reads {SCHEMA_VERSION}); use a new --state FILE"
+            )
+
+    def close(self) -> None:
+        self.db.close()
+
+    # runs
+    def start_run(self, target: str) -> int:
+        cur = self.db.execute(
+            "INSERT INTO runs (started_at, status, target) VALUES (?, 'running', ?)",
+            (time.time(), target),
+        )
+        return int(cur.lastrowid or 0)
+
+    def note_resent(self, run_id: int, count: int) -> None:
+        """Events this run sends again because an earlier run never saw their answer:
+        recorded at once, so that it is known even if this run dies too."""
+        self.db.execute("UPDATE runs SET possibly_resent=? WHERE id=?", (count, run_id))
+
+    def end_run(self, run_id: int, status: str, figures: dict[str, object]) -> None:
+        self.db.execute(
+            "UPDATE runs SET ended_at=?, status=?, figures=? WHERE id=?",
+            (time.time(), status, orjson.dumps(figures).decode(), run_id),
+        )
+
+    def runs(self) -> list[RunRecord]:
+        rows = self.db.execute(
+            "SELECT id, started_at, ended_at, status, target, possibly_resent FROM runs ORDER BY id"
+        ).fetchall()
+        return [RunRecord(*r) for r in rows]
+
+    # files
+    def find_file(
+        self, fingerprint_: str, path: str
+    ) -> tuple[FileRecord | None, FileRecord | None]:
+        """(record with this content, record at this path with other content)."""
+        same = self.db.execute(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE fingerprint=? ORDER BY id DESC LIMIT 1",
+            (fingerprint_,),
+        ).fetchone()
+        other = self.db.execute(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE path=? AND fingerprint<>? "
+            "ORDER BY id DESC LIMIT 1",
+            (path, fingerprint_),
+        ).fetchone()
+        return (FileRecord(*same) if same else None, FileRecord(*other) if other else None)
+
+    def files(self) -> list[FileRecord]:
+        rows = self.db.execute(f"SELECT {_FILE_COLUMNS} FROM files ORDER BY id").fetchall()
+        return [FileRecord(*r) for r in rows]
+
+    def add_file(self, source: Source, fingerprint_: str, run_id: int) -> int:
+        cur = self.db.execute(
+            "INSERT INTO files (path, size, mtime_ns, fingerprint, status, last_run, updated_at)"
+            " VALUES (?, ?, ?, ?, 'partial', ?, ?)",
+            (source.name, source.size, source.mtime_ns, fingerprint_, run_id, time.time()),
+        )
+        return int(cur.lastrowid or 0)
+
+    def forget_file(self, file_id: int) -> None:
+        with self._transaction():
+            self.db.execute("DELETE FROM acks WHERE file_id=?", (file_id,))
+            self.db.execute("DELETE FROM api_rejects WHERE file_id=?", (file_id,))
+            self.db.execute("DELETE FROM files WHERE id=?", (file_id,))
+
+    def done_rows(self, file_id: int) -> tuple[RowSet, dict[int, str]]:
+        """Rows already delivered, and rows the API refused (with its reason)."""
+        blobs = self.db.execute("SELECT runs FROM acks WHERE file_id=?", (file_id,)).fetchall()
+        refused = dict(
+            self.db.execute(
+                "SELECT row, reason FROM api_rejects WHERE file_id=?", (file_id,)
+            ).fetchall()
+        )
+        return RowSet(decode_runs(b[0]) for b in blobs), refused
+
+    def update_file(
+        self, file_id: int, *, rows_read: int, delivered: int, rejected: int, complete: bool
+    ) -> None:
+        self.db.execute(
+            "UPDATE files SET rows_read=?, delivered=?, rejected=?, status=?, updated_at=? "
+            "WHERE id=?",
+            (
+                rows_read,
+                delivered,
+                rejected,
+                "complete" if complete else "partial",
+                time.time(),
+                file_id,
+            ),
+        )
+
+    # requests
+    def mark_inflight(self, run_id: int, refs: dict[int, list[int]]) -> int:
+        cur = self.db.execute(
+            "INSERT INTO inflight (run_id, refs, n) VALUES (?, ?, ?)",
+            (run_id, _encode_refs(refs), sum(len(r) for r in refs.values())),
+        )
+        return int(cur.lastrowid or 0)
+
+    def ack(self, delivered: dict[int, list[int]]) -> None:
+        """Record rows as delivered (after a 2xx), in one transaction."""
+        with self._transaction():
+            self.db.executemany(
+                "INSERT INTO acks (file_id, runs, n) VALUES (?, ?, ?)",
+                [(f, encode_runs(rows), len(rows)) for f, rows in delivered.items() if rows],
+            )
+
+    def refuse(self, file_id: int, row: int, reason: str) -> None:
+        """Record a row the API refused for good (it is not sent again)."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO api_rejects VALUES (?, ?, ?)", (file_id, row, reason)
+        )
+
+    def settle(self, inflight_id: int) -> None:
+        """Every row of the request has its answer: it is no longer in flight."""
+        self.db.execute("DELETE FROM inflight WHERE id=?", (inflight_id,))
+
+    def take_leftover_inflight(self) -> dict[int, list[int]]:
+        """Rows of requests a previous run sent without seeing every answer; clears them.
+        Some may have been acknowledged since: the caller subtracts the delivered rows."""
+        leftovers: dict[int, list[int]] = {}
+        with self._transaction():
+            for (blob,) in self.db.execute("SELECT refs FROM inflight").fetchall():
+                for file_id, rows in _decode_refs(blob).items():
+                    leftovers.setdefault(file_id, []).extend(rows)
+            self.db.execute("DELETE FROM inflight")
+        return leftovers
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+
+_FILE_COLUMNS = "id, path, size, fingerprint, status, rows_read, delivered, rejected, updated_at"
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _encode_refs(refs: dict[int, list[int]]) -> bytes:
+    return orjson.dumps({str(f): encode_runs(rows).hex() for f, rows in refs.items()})
+
+
+def _decode_refs(blob: bytes) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for f, hexruns in orjson.loads(blob).items():
+        rows: list[int] = []
+        for start, end in decode_runs(bytes.fromhex(hexruns)).tolist():
+            rows.extend(range(start, end + 1))
+        out[int(f)] = rows
+    return out

@@ -1,0 +1,129 @@
+"""What a person sees in a terminal or a cron log: progress and the end-of-run summary.
+
+Shell-side only: the core reports progress through callbacks and never imports tqdm.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from uploader.checkpoint import FileRecord, RunRecord
+from uploader.upload import UploadOutcome, UploadProgress
+
+# A log line this often when stderr is not a terminal (cron, CI): often enough to see that
+# the job moves, rarely enough to keep the log readable.
+LOG_INTERVAL_S = 5.0
+
+
+class UploadDisplay:
+    """tqdm bars on a terminal; a plain line every few seconds elsewhere; nothing if quiet."""
+
+    def __init__(self, quiet: bool, stream: IO[str] | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.tty = self.stream.isatty()
+        self.bars: dict[str, Any] = {}
+        self.last_log = time.monotonic()  # the first line after LOG_INTERVAL_S, not at once
+        self.last: UploadProgress | None = None
+
+    def __call__(self, progress: UploadProgress) -> None:
+        self.last = progress
+        if self.quiet:
+            return
+        if self.tty:
+            self._bars(progress)
+        elif time.monotonic() - self.last_log >= LOG_INTERVAL_S:
+            self.last_log = time.monotonic()
+            self._log(progress)
+
+    def _bars(self, progress: UploadProgress) -> None:
+        from tqdm import tqdm
+
+        if not self.bars:
+            common = {"file": self.stream, "unit_scale": True, "dynamic_ncols": True}
+            self.bars = {
+                "read": tqdm(
+                    desc="Read     ", unit=" rows", total=progress.rows_total, position=0, **common
+                ),
+                "sent": tqdm(desc="Delivered", unit=" events", position=1, **common),
+                "rejected": tqdm(desc="Rejected ", unit=" rows", position=2, **common),
+            }
+        for key, value in (
+            ("read", progress.rows_read),
+            ("sent", progress.events_sent),
+            ("rejected", progress.events_rejected),
+        ):
+            bar = self.bars[key]
+            if value > bar.n:
+                bar.update(value - bar.n)
+
+    def _log(self, progress: UploadProgress) -> None:
+        total = f"/{progress.rows_total:,}" if progress.rows_total else ""
+        print(
+            f"uploader: read {progress.rows_read:,}{total} rows, delivered "
+            f"{progress.events_sent:,} events, rejected {progress.events_rejected:,}, "
+            f"{progress.requests:,} requests, {progress.retries:,} retries",
+            file=self.stream,
+            flush=True,
+        )
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        if not self.quiet and not self.tty and self.last is not None:
+            self._log(self.last)
+
+
+def format_upload(outcome: UploadOutcome) -> str:
+    f = outcome.figures
+    lines = [
+        "",
+        f"Delivered: {f['events_sent']:,} events in {f['requests']:,} requests "
+        f"({f['retries']:,} retries) in {f['elapsed_s']:.1f} s, {f['events_per_s']:,.0f} events/s",
+    ]
+    if f["status_counts"]:
+        codes = ", ".join(f"{code}: {n:,}" for code, n in f["status_counts"].items())
+        lines.append(f"  Answers: {codes}")
+    if f["events_rejected_by_api"]:
+        lines.append(f"Refused by the API: {f['events_rejected_by_api']:,} (in the rejects file)")
+    if f["events_skipped_already_sent"]:
+        lines.append(
+            f"Not sent again, delivered by an earlier run: {f['events_skipped_already_sent']:,}"
+        )
+    if f["possibly_resent"]:
+        lines.append(
+            f"Possibly sent twice (in flight when an earlier run stopped): {f['possibly_resent']:,}"
+        )
+    for name, why in outcome.skipped_files:
+        lines.append(f"Skipped {name}: {why} (--force sends it again)")
+    return "\n".join(lines)
+
+
+def format_status(runs: Sequence[RunRecord], files: Sequence[FileRecord]) -> str:
+    lines = ["Runs:"]
+    if not runs:
+        lines.append("  none")
+    for run in runs:
+        ended = _when(run.ended_at) if run.ended_at else "-"
+        lines.append(
+            f"  #{run.id:<4} {_when(run.started_at)} -> {ended}  {run.status:<11} {run.target}"
+        )
+    lines.append("Files:")
+    if not files:
+        lines.append("  none")
+    for f in files:
+        remaining = max(f.rows_read - f.delivered - f.rejected, 0)
+        left = "" if f.status == "complete" else f", about {remaining:,} rows not yet delivered"
+        lines.append(
+            f"  {f.status:<8} {f.path}: {f.rows_read:,} rows read, {f.delivered:,} delivered, "
+            f"{f.rejected:,} rejected{left}"
+        )
+    return "\n".join(lines)
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
