@@ -22,8 +22,8 @@ demo: $(VENV)/.installed
 	@bash sample_data/demo.sh $(BIN)
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check uploader tests bench sample_data
-	$(BIN)/ruff format --check uploader tests bench sample_data
+	$(BIN)/ruff check uploader tests sample_data $(wildcard bench)
+	$(BIN)/ruff format --check uploader tests sample_data $(wildcard bench)
 	$(BIN)/mypy
 
 test: lint
