@@ -28,7 +28,7 @@ def test_acks_survive_reopening_and_leftovers_are_reported_once(tmp_path, write_
     path = str(tmp_path / "state.db")
     cp = Checkpoint(path)
     run = cp.start_run("target")
-    file_id = cp.add_file(source, fingerprint(source), run)
+    file_id = cp.add_file("o/p/1", source, fingerprint(source), run)
     first = cp.mark_inflight(run, {file_id: [1, 2, 3]})
     cp.ack({file_id: [1, 2, 3]})
     cp.settle(first)
@@ -65,7 +65,8 @@ def test_status_lists_runs_and_files(tmp_path, write_csv, capsys):
     assert main(["status", "--state", str(state)]) == 0
     out = capsys.readouterr().out
     assert "completed" in out
-    assert f"complete {path}: 1 rows read, 1 delivered, 0 rejected" in out
+    target = "sandbox-org/sandbox-project/7340000000000000001"
+    assert f"complete {path} -> {target}: 1 rows read, 1 delivered, 0 rejected" in out
 
 
 def test_status_without_a_state_file_says_so(tmp_path, capsys):

@@ -317,3 +317,14 @@ def test_sigint_stops_after_in_flight_and_exits_130(write_csv, tmp_path):
     assert inflight == 0  # in-flight requests finished before exiting
     assert delivered == stats["events"] == stats["unique_event_ids"]
     assert 0 < delivered < 3_000
+
+
+def test_files_are_tracked_per_target(write_csv, tmp_path):
+    path = write_csv(export(40))
+    state = tmp_path / "state.db"
+    with Sandbox() as rehearsal:
+        upload([path], rehearsal, state)
+    with Sandbox(org="acme", project="shop", source="1234567890123456789") as production:
+        real = upload([path], production, state)
+        assert production.stats()["events"] == 40
+    assert real.figures["events_sent"] == 40  # the rehearsal does not count as delivered

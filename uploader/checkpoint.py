@@ -36,11 +36,12 @@ CREATE TABLE IF NOT EXISTS runs (
     status TEXT NOT NULL, target TEXT NOT NULL, possibly_resent INTEGER NOT NULL DEFAULT 0,
     figures TEXT);
 CREATE TABLE IF NOT EXISTS files (
-    id INTEGER PRIMARY KEY, path TEXT NOT NULL, size INTEGER, mtime_ns INTEGER,
+    id INTEGER PRIMARY KEY, target TEXT NOT NULL, path TEXT NOT NULL, size INTEGER,
+    mtime_ns INTEGER,
     fingerprint TEXT NOT NULL, status TEXT NOT NULL, rows_read INTEGER NOT NULL DEFAULT 0,
     delivered INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0,
     last_run INTEGER, updated_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS files_by_fingerprint ON files (fingerprint);
+CREATE INDEX IF NOT EXISTS files_by_fingerprint ON files (target, fingerprint);
 CREATE TABLE IF NOT EXISTS acks (file_id INTEGER NOT NULL, runs BLOB NOT NULL, n INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS acks_by_file ON acks (file_id);
 CREATE TABLE IF NOT EXISTS inflight (
@@ -54,6 +55,7 @@ CREATE TABLE IF NOT EXISTS api_rejects (
 @dataclass(frozen=True)
 class FileRecord:
     id: int
+    target: str
     path: str
     size: int | None
     fingerprint: str
@@ -195,17 +197,19 @@ class Checkpoint:
 
     # files
     def find_file(
-        self, fingerprint_: str, path: str
+        self, target: str, fingerprint_: str, path: str
     ) -> tuple[FileRecord | None, FileRecord | None]:
-        """(record with this content, record at this path with other content)."""
+        """For one target: (record with this content, record at this path, other content).
+        Files are tracked per target: a rehearsal on the sandbox does not count as sent."""
         same = self.db.execute(
-            f"SELECT {_FILE_COLUMNS} FROM files WHERE fingerprint=? ORDER BY id DESC LIMIT 1",
-            (fingerprint_,),
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE target=? AND fingerprint=? "
+            "ORDER BY id DESC LIMIT 1",
+            (target, fingerprint_),
         ).fetchone()
         other = self.db.execute(
-            f"SELECT {_FILE_COLUMNS} FROM files WHERE path=? AND fingerprint<>? "
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE target=? AND path=? AND fingerprint<>? "
             "ORDER BY id DESC LIMIT 1",
-            (path, fingerprint_),
+            (target, path, fingerprint_),
         ).fetchone()
         return (FileRecord(*same) if same else None, FileRecord(*other) if other else None)
 
@@ -213,11 +217,11 @@ class Checkpoint:
         rows = self.db.execute(f"SELECT {_FILE_COLUMNS} FROM files ORDER BY id").fetchall()
         return [FileRecord(*r) for r in rows]
 
-    def add_file(self, source: Source, fingerprint_: str, run_id: int) -> int:
+    def add_file(self, target: str, source: Source, fingerprint_: str, run_id: int) -> int:
         cur = self.db.execute(
-            "INSERT INTO files (path, size, mtime_ns, fingerprint, status, last_run, updated_at)"
-            " VALUES (?, ?, ?, ?, 'partial', ?, ?)",
-            (source.name, source.size, source.mtime_ns, fingerprint_, run_id, time.time()),
+            "INSERT INTO files (target, path, size, mtime_ns, fingerprint, status, last_run,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, 'partial', ?, ?)",
+            (target, source.name, source.size, source.mtime_ns, fingerprint_, run_id, time.time()),
         )
         return int(cur.lastrowid or 0)
 
@@ -294,7 +298,9 @@ class Checkpoint:
         return _Transaction(self.db)
 
 
-_FILE_COLUMNS = "id, path, size, fingerprint, status, rows_read, delivered, rejected, updated_at"
+_FILE_COLUMNS = (
+    "id, target, path, size, fingerprint, status, rows_read, delivered, rejected, updated_at"
+)
 
 
 class _Transaction:

@@ -119,7 +119,7 @@ def format_status(runs: Sequence[RunRecord], files: Sequence[FileRecord]) -> str
         remaining = max(f.rows_read - f.delivered - f.rejected, 0)
         left = "" if f.status == "complete" else f", about {remaining:,} rows not yet delivered"
         lines.append(
-            f"  {f.status:<8} {f.path}: {f.rows_read:,} rows read, {f.delivered:,} delivered, "
+            f"  {f.status:<8} {f.path} -> {f.target}: {f.rows_read:,} rows read, {f.delivered:,} delivered, "
             f"{f.rejected:,} rejected{left}"
         )
     return "\n".join(lines)

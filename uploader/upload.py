@@ -139,6 +139,12 @@ class UploadRun:
         self._warm_lock = asyncio.Lock()
         self.rows_total = sum(s.rows or 0 for s in self.sources) or None
 
+    @property
+    def target_key(self) -> str:
+        """What delivered files are recorded against (the port of a sandbox is not part)."""
+        t = self.settings.target
+        return f"{t.org}/{t.project}/{t.source_id}"
+
     def request_stop(self) -> None:
         self.stopping = True
         self.stop_reading.set()
@@ -205,7 +211,7 @@ class UploadRun:
                 fp = fingerprint(source)
             except OSError as exc:
                 raise UploaderError(f"{source.name}: cannot read ({exc.strerror})") from exc
-            same, other = self.checkpoint.find_file(fp, source.name)
+            same, other = self.checkpoint.find_file(self.target_key, fp, source.name)
             if same is not None and same.status == "complete" and not self.settings.force:
                 self.skipped.append((source.name, f"already uploaded ({same.delivered:,} events)"))
                 continue
@@ -223,7 +229,7 @@ class UploadRun:
                         "whatever was delivered before (both can send events twice)"
                     )
             if same is None:
-                file_id = self.checkpoint.add_file(source, fp, run_id)
+                file_id = self.checkpoint.add_file(self.target_key, source, fp, run_id)
                 self.files[source.name] = _FileState(file_id, RowSet([]), {})
             else:
                 done, refused = self.checkpoint.done_rows(same.id)
