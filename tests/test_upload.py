@@ -328,3 +328,24 @@ def test_files_are_tracked_per_target(write_csv, tmp_path):
         real = upload([path], production, state)
         assert production.stats()["events"] == 40
     assert real.figures["events_sent"] == 40  # the rehearsal does not count as delivered
+
+
+def test_the_first_event_of_each_name_goes_alone_before_the_fan_out(write_csv, tmp_path):
+    path = write_csv(export(400))
+    with Sandbox() as sb:
+        upload([path], sb, tmp_path / "state.db", concurrency=4)
+        events = sb.events(limit=1000)
+    by_request: dict[int, list[str]] = {}
+    for e in events:
+        by_request.setdefault(e["request_id"], []).append(e["name"])
+    first_request_of = {}
+    for request_id in sorted(by_request):
+        for name in by_request[request_id]:
+            first_request_of.setdefault(name, request_id)
+    assert len(first_request_of) == 4
+    for name, request_id in first_request_of.items():
+        assert by_request[request_id] == [name]  # alone in its request
+    # and nothing of that name was stored before it
+    assert all(
+        min(r for r in by_request if n in by_request[r]) == r for n, r in first_request_of.items()
+    )

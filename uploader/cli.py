@@ -463,11 +463,14 @@ def _run_offline(
         if rejects_path
         else None
     )
-    bar = _progress_bar(args.quiet, sum(s.rows or 0 for s in sources) or None)
+    sizes = [s.size for s in sources]
+    bar = _progress_bar(args.quiet, None if None in sizes else sum(s or 0 for s in sizes))
+    done: dict[str, int] = {}
 
     def on_progress(progress: Progress) -> None:
         if bar is not None:
-            bar.update(progress.rows)
+            done[progress.source.name] = progress.bytes_done or 0
+            bar.update(sum(done.values()) - bar.n)
 
     try:
         tally = plan_run(
@@ -501,7 +504,9 @@ def _progress_bar(quiet: bool, total: int | None) -> Any:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit=" rows", unit_scale=True, desc="Reading", file=sys.stderr)
+    return tqdm(
+        total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="Reading", file=sys.stderr
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -44,27 +44,42 @@ class UploadDisplay:
         from tqdm import tqdm
 
         if not self.bars:
-            common = {"file": self.stream, "unit_scale": True, "dynamic_ncols": True}
+            common = {"file": self.stream, "dynamic_ncols": True}
+            read = (
+                {
+                    "unit": "B",
+                    "unit_scale": True,
+                    "unit_divisor": 1024,
+                    "total": progress.bytes_total,
+                }
+                if progress.bytes_total
+                else {"unit": " rows", "unit_scale": True}
+            )
             self.bars = {
-                "read": tqdm(
-                    desc="Read     ", unit=" rows", total=progress.rows_total, position=0, **common
-                ),
+                "read": tqdm(desc="Read     ", position=0, **read, **common),
                 "sent": tqdm(desc="Delivered", unit=" events", position=1, **common),
                 "rejected": tqdm(desc="Rejected ", unit=" rows", position=2, **common),
             }
+        read_value = progress.bytes_read if progress.bytes_total else progress.rows_read
         for key, value in (
-            ("read", progress.rows_read),
+            ("read", read_value),
             ("sent", progress.events_sent),
             ("rejected", progress.events_rejected),
         ):
             bar = self.bars[key]
             if value > bar.n:
                 bar.update(value - bar.n)
+        if progress.bytes_total:
+            self.bars["read"].set_postfix_str(f"{progress.rows_read:,} rows", refresh=False)
 
     def _log(self, progress: UploadProgress) -> None:
-        total = f"/{progress.rows_total:,}" if progress.rows_total else ""
+        share = (
+            f" ({100 * progress.bytes_read / progress.bytes_total:.0f}% of the input)"
+            if progress.bytes_total
+            else ""
+        )
         print(
-            f"uploader: read {progress.rows_read:,}{total} rows, delivered "
+            f"uploader: read {progress.rows_read:,} rows{share}, delivered "
             f"{progress.events_sent:,} events, rejected {progress.events_rejected:,}, "
             f"{progress.requests:,} requests, {progress.retries:,} retries",
             file=self.stream,
@@ -119,8 +134,8 @@ def format_status(runs: Sequence[RunRecord], files: Sequence[FileRecord]) -> str
         remaining = max(f.rows_read - f.delivered - f.rejected, 0)
         left = "" if f.status == "complete" else f", about {remaining:,} rows not yet delivered"
         lines.append(
-            f"  {f.status:<8} {f.path} -> {f.target}: {f.rows_read:,} rows read, {f.delivered:,} delivered, "
-            f"{f.rejected:,} rejected{left}"
+            f"  {f.status:<8} {f.path} -> {f.target}: {f.rows_read:,} rows read, "
+            f"{f.delivered:,} delivered, {f.rejected:,} rejected{left}"
         )
     return "\n".join(lines)
 

@@ -32,6 +32,7 @@ class Progress:
     rows: int
     events: int
     rejects: int
+    bytes_done: int | None  # how far into the source file reading has come
 
 
 @dataclass
@@ -171,6 +172,7 @@ def plan_run(
                         prepared.chunk.table.num_rows + len(prepared.chunk.malformed),
                         len(prepared.events),
                         len(prepared.rejects),
+                        prepared.chunk.bytes_done,
                     )
                 )
             yield from prepared.events

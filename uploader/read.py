@@ -54,6 +54,7 @@ class Chunk:
     table: pa.Table
     rows: pa.Array  # int64, 1-based data-row numbers in the source
     malformed: tuple[tuple[int, str], ...] = ()  # CSV lines that could not be parsed: (row, why)
+    bytes_done: int | None = None  # how far into the file (on disk) reading has come
 
 
 def resolve_sources(inputs: Sequence[Any]) -> list[Source]:
@@ -151,20 +152,25 @@ def _has_parquet_magic(path: str) -> bool:
         raise InputError(f"{path}: cannot open ({exc.strerror})") from exc
 
 
-def _open_stream(path: str) -> pa.NativeFile:
+def _open_stream(path: str) -> tuple[pa.NativeFile, pa.NativeFile]:
+    """(stream to parse, underlying file): the file's position is the progress in bytes."""
     compression = next(
         (codec for suffix, codec in COMPRESSION_BY_SUFFIX.items() if path.lower().endswith(suffix)),
         None,
     )
     try:
-        return pa.input_stream(path, compression=compression)
+        raw = pa.OSFile(path, "rb")
+        if compression is None:
+            return raw, raw
+        return pa.CompressedInputStream(raw, compression), raw
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path}: cannot open ({exc})") from exc
 
 
 def _csv_header(path: str) -> tuple[str, ...]:
     try:
-        with _open_stream(path) as stream:
+        stream, raw = _open_stream(path)
+        with stream, raw:
             reader = pacsv.open_csv(
                 stream,
                 read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
@@ -206,7 +212,7 @@ def _read_csv(source: Source, chunk_rows: int) -> Iterator[Chunk]:
         )
         return "skip"
 
-    stream = _open_stream(source.name)
+    stream, raw = _open_stream(source.name)
     try:
         reader = pacsv.open_csv(
             stream,
@@ -226,16 +232,18 @@ def _read_csv(source: Source, chunk_rows: int) -> Iterator[Chunk]:
             skipped = numbering.note_skipped(bad)
             bad.clear()
             rows = numbering.take(batch.num_rows)
-            yield Chunk(source, pa.Table.from_batches([batch]), rows, tuple(skipped))
+            yield Chunk(source, pa.Table.from_batches([batch]), rows, tuple(skipped), raw.tell())
         if bad:  # malformed lines after the last good row
             yield Chunk(
                 source,
                 pa.table({n: pa.array([], pa.string()) for n in source.columns}),
                 pa.array([], pa.int64()),
                 tuple(bad),
+                source.size,
             )
     finally:
         stream.close()
+        raw.close()
 
 
 class _RowNumbering:
@@ -300,10 +308,12 @@ def _read_parquet(source: Source, chunk_rows: int) -> Iterator[Chunk]:
     try:
         parquet = pq.ParquetFile(source.name)
         start = 1
+        total = max(parquet.metadata.num_rows, 1)
         for batch in parquet.iter_batches(batch_size=chunk_rows):
             rows = pa.array(range(start, start + batch.num_rows), pa.int64())
             start += batch.num_rows
-            yield Chunk(source, pa.Table.from_batches([batch]), rows)
+            done = (source.size or 0) * (start - 1) // total
+            yield Chunk(source, pa.Table.from_batches([batch]), rows, bytes_done=done)
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{source.name}: cannot read Parquet data ({exc})") from exc
 

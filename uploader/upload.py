@@ -60,7 +60,8 @@ class UploadSettings:
 @dataclass(frozen=True)
 class UploadProgress:
     rows_read: int
-    rows_total: int | None
+    bytes_read: int
+    bytes_total: int | None  # None: some input has no size on disk (an in-memory table)
     events_sent: int
     events_rejected: int
     requests: int
@@ -114,6 +115,7 @@ class UploadRun:
         *,
         on_progress: Callable[[UploadProgress], None] | None = None,
         on_rejects: Callable[[Sequence[RowReject]], None] | None = None,
+        on_batch: Callable[[Batch], None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -122,6 +124,7 @@ class UploadRun:
         self.settings = settings
         self.on_progress = on_progress
         self.on_rejects = on_rejects
+        self.on_batch = on_batch  # called in the reader thread as each batch is packed
         self.transport = transport
         self.sleep = sleep
         self.tally = Tally()
@@ -137,7 +140,8 @@ class UploadRun:
         self.possibly_resent = 0
         self.api_reject_causes: Counter[str] = Counter()
         self._warm_lock = asyncio.Lock()
-        self.rows_total = sum(s.rows or 0 for s in self.sources) or None
+        self.bytes_total: int | None = None
+        self.bytes_done: dict[str, int] = {}  # reader thread: how far into each file
 
     @property
     def target_key(self) -> str:
@@ -162,7 +166,8 @@ class UploadRun:
         run_id = checkpoint.start_run(self.settings.target.describe())
         self.run_id = run_id
         to_read = self._decide_files(run_id)
-        self.rows_total = sum(s.rows or 0 for s in to_read) or None
+        sizes = [s.size for s in to_read]
+        self.bytes_total = None if None in sizes else sum(s or 0 for s in sizes)
         self._count_leftovers()
         checkpoint.note_resent(run_id, self.possibly_resent)
         started = time.monotonic()
@@ -263,6 +268,7 @@ class UploadRun:
             finish_files_before(name)
             state = self.files[name]
             state.rows_read += prepared.chunk.table.num_rows + len(prepared.chunk.malformed)
+            self.bytes_done[name] = prepared.chunk.bytes_done or 0
             state.local_rejects += len(prepared.rejects)
             if prepared.rejects:
                 emit(("rejects", prepared.rejects))
@@ -303,6 +309,8 @@ class UploadRun:
                 self._events(sources, emit), self.options.batch_size, self.options.max_request_bytes
             )
             for batch in batches:
+                if self.on_batch is not None:
+                    self.on_batch(batch)
                 emit(batch)
                 if self.stop_reading.is_set():
                     return
@@ -438,7 +446,8 @@ class UploadRun:
         self.on_progress(
             UploadProgress(
                 rows_read=self.tally.rows_read,
-                rows_total=self.rows_total,
+                bytes_read=sum(self.bytes_done.values()),
+                bytes_total=self.bytes_total,
                 events_sent=self.events_sent,
                 events_rejected=self.tally.events_rejected + self.events_api_rejected,
                 requests=stats.stats.requests if stats else 0,
