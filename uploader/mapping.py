@@ -8,7 +8,6 @@ becomes a problem for that row (the validation stage turns it into a reject).
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -104,8 +103,8 @@ class MappedChunk:
     """One chunk's values, per field, ready for validation."""
 
     chunk: Chunk
-    names: list[str | None]  # None: unknown event value (a problem) or left out (ignored)
-    values: dict[str, list[Any]]  # path -> value per row; None = absent
+    names: pa.Array  # string; null: unknown event value (a problem) or left out (ignored)
+    values: dict[str, pa.Array]  # path -> one value per row; null = absent
     problems: dict[int, tuple[str, str]]  # row index -> (field, reason), the first found
     ignored: set[int] = field(default_factory=set)  # rows left out by --event-map X=ignore
     normalised_ids: int = 0  # id values written as integral floats (17850.0 -> 17850)
@@ -241,7 +240,8 @@ def _require_fields(
 def map_columns(chunk: Chunk, plan: MappingPlan, options: Options) -> MappedChunk:
     """Convert one chunk's columns into sendable values; record what cannot be read."""
     n = chunk.table.num_rows
-    mapped = MappedChunk(chunk, [plan.event] * n, {}, {})
+    names = pa.array([plan.event] * n, pa.string()) if plan.event else pa.nulls(n, pa.string())
+    mapped = MappedChunk(chunk, names, {}, {})
     if plan.event_column is not None:
         _map_event_names(chunk.table.column(plan.event_column), plan, mapped)
     for fp in plan.fields:
@@ -253,17 +253,17 @@ def map_columns(chunk: Chunk, plan: MappingPlan, options: Options) -> MappedChun
                 timezone=options.timezone,
                 fmt=options.timestamp_format,
             )
-            mapped.values[fp.path] = result.millis
+            mapped.values[fp.path] = result.to_arrow()
             for key, count in result.methods.items():
                 mapped.timestamp_methods[key] = mapped.timestamp_methods.get(key, 0) + count
             _note(mapped, fp.path, result.problems)
         elif fp.kind == "id":
-            values, normalised = _ids(column)
-            mapped.values[fp.path] = values
+            ids, normalised = _ids(column)
+            mapped.values[fp.path] = ids
             mapped.normalised_ids += normalised
         elif fp.kind in ("number", "integer"):
-            values, problems = _numbers(column, fp)
-            mapped.values[fp.path] = values
+            numbers, problems = _numbers(column, fp)
+            mapped.values[fp.path] = numbers
             _note(mapped, fp.path, problems)
         elif fp.kind == "boolean":
             flags, problems = _booleans(column, fp)
@@ -279,110 +279,104 @@ def _note(mapped: MappedChunk, path: str, problems: dict[int, str]) -> None:
         mapped.problems.setdefault(i, (path, reason))
 
 
+def _blank_to_null(text: pa.Array) -> pa.Array:
+    return pc.if_else(
+        pc.equal(pc.utf8_trim_whitespace(text), ""), pa.scalar(None, pa.string()), text
+    )
+
+
 def _map_event_names(column: pa.ChunkedArray, plan: MappingPlan, mapped: MappedChunk) -> None:
     text = pc.utf8_trim_whitespace(pc.cast(column.combine_chunks(), pa.string()))
     encoded = text.dictionary_encode()
     explicit = dict(plan.event_map)
     lowered = {raw.lower(): name for raw, name in plan.event_map}
-    names: list[str | None] = []
-    for raw in encoded.dictionary.to_pylist():
-        name = explicit.get(raw) or lowered.get(raw.lower()) or canonical_event_name(raw)
-        names.append(name)
-    indices = encoded.indices.to_pylist()
-    hint_flag = f"--event-map '{{value}}=Product viewed' (or {IGNORE})"
-    for i, index in enumerate(indices):
-        if index is None:
-            mapped.names[i] = None
-            mapped.problems.setdefault(i, ("name", "the event column is empty"))
-            continue
-        name = names[index]
-        if name == IGNORE:
-            mapped.names[i] = None
+    raws = encoded.dictionary.to_pylist()
+    names = [explicit.get(r) or lowered.get(r.lower()) or canonical_event_name(r) for r in raws]
+    sendable = [None if name in (None, IGNORE) else name for name in names]
+    mapped.names = pc.take(pa.array(sendable, pa.string()), encoded.indices)
+    unsent = np.flatnonzero(
+        np.asarray(mapped.names.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    )
+    indices = encoded.indices
+    for i in unsent.tolist():
+        index = indices[i].as_py()
+        raw = "" if index is None else raws[index]
+        if index is not None and names[index] == IGNORE:
             mapped.ignored.add(i)
-        elif name is None:
-            raw = encoded.dictionary[index].as_py()
-            mapped.names[i] = None
-            reason = (
-                f"event {raw!r} is not one of the four recommendation events; "
-                f"map it with {hint_flag.format(value=raw)}"
-                if raw
-                else "the event column is empty"
-            )
-            mapped.problems.setdefault(i, ("name", reason))
+        elif not raw:
+            mapped.problems.setdefault(i, ("name", "the event column is empty"))
         else:
-            mapped.names[i] = name
+            mapped.problems.setdefault(
+                i,
+                (
+                    "name",
+                    f"event {raw!r} is not one of the four recommendation events; map it "
+                    f"with --event-map '{raw}=Product viewed' (or {IGNORE})",
+                ),
+            )
 
 
-def _ids(column: pa.Array) -> tuple[list[str | None], int]:
+def _ids(column: pa.Array) -> tuple[pa.Array, int]:
     kind = column.type
     if pa.types.is_floating(kind):
-        values: list[str | None] = []
-        normalised = 0
-        for v in column.to_pylist():
-            if v is None or math.isnan(v):
-                values.append(None)
-            elif v.is_integer():
-                values.append(str(int(v)))
-                normalised += 1
-            else:
-                values.append(repr(v))
-        return values, normalised
+        floats = pc.if_else(pc.is_nan(column), pa.scalar(None, kind), column)
+        integral = pc.fill_null(pc.equal(pc.floor(floats), floats), False)
+        small = pc.less(pc.abs(floats), float(MAX_EXACT_INT))
+        whole = pc.fill_null(pc.and_(integral, small), False)
+        normalised = pc.sum(whole).as_py() or 0
+        as_int = pc.cast(pc.cast(pc.if_else(whole, floats, 0.0), pa.int64()), pa.string())
+        other = pa.array([None if v is None else repr(v) for v in floats.to_pylist()], pa.string())
+        return pc.if_else(whole, as_int, other), normalised
     text = column if pa.types.is_string(kind) else pc.cast(column, pa.string())
     text = pc.utf8_trim_whitespace(text)
     integral = pc.match_substring_regex(text, _INTEGRAL_TEXT)
     normalised = pc.sum(integral).as_py() or 0
     if normalised:
         text = pc.replace_substring_regex(text, _INTEGRAL_TEXT, r"\1")
-    return [v if v else None for v in text.to_pylist()], normalised
+    return _blank_to_null(text), normalised
 
 
-def _strings(column: pa.Array) -> list[str | None]:
+def _strings(column: pa.Array) -> pa.Array:
     text = column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
-    blank = pc.equal(pc.utf8_trim_whitespace(text), "")
-    return [None if b else v for v, b in zip(text.to_pylist(), blank.to_pylist(), strict=True)]
+    return _blank_to_null(text)
 
 
-def _numbers(column: pa.Array, fp: FieldPlan) -> tuple[list[Any], dict[int, str]]:
+def _numbers(column: pa.Array, fp: FieldPlan) -> tuple[pa.Array, dict[int, str]]:
+    """Numbers as int64 (whole) or float64; unreadable, non-finite or (for integer fields)
+    fractional values become problems."""
     problems: dict[int, str] = {}
     if pa.types.is_integer(column.type):
-        return column.to_pylist(), problems
+        return pc.cast(column, pa.int64()), problems
     if pa.types.is_floating(column.type) or pa.types.is_decimal(column.type):
-        floats = column.to_numpy(zero_copy_only=False).astype("float64")
-        raw: list[Any] = floats.tolist()
+        floats = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+        present = ~np.isnan(floats)
+        originals: list[Any] | None = None
     else:
-        text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
-        raw = text.to_pylist()
-        floats = pd.to_numeric(pd.Series(raw, dtype=object), errors="coerce").to_numpy(
-            dtype="float64"
-        )
-    values: list[Any] = []
-    for i, (original, number) in enumerate(zip(raw, floats.tolist(), strict=True)):
-        if (
-            original is None
-            or original == ""
-            or (isinstance(original, float) and np.isnan(original))
-        ):
-            values.append(None)
-        elif not math.isfinite(number):
-            values.append(None)
-            problems[i] = f"{fp.path} {original!r} (column {fp.column!r}) is not a number"
-        elif number.is_integer() and abs(number) < MAX_EXACT_INT:
-            values.append(int(number))
-        elif fp.kind == "integer":
-            values.append(None)
-            problems[i] = f"{fp.path} {original!r} (column {fp.column!r}) is not a whole number"
-        else:
-            values.append(number)
-    return values, problems
+        text = _blank_to_null(pc.utf8_trim_whitespace(pc.cast(column, pa.string())))
+        present = ~np.asarray(text.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        series = pd.Series(text.to_numpy(zero_copy_only=False), dtype=object)
+        floats = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+        originals = series.tolist()
+    finite = present & np.isfinite(floats)
+    for i in np.flatnonzero(present & ~finite).tolist():
+        shown = floats[i] if originals is None else originals[i]
+        problems[i] = f"{fp.path} {shown!r} (column {fp.column!r}) is not a number"
+    if fp.kind == "integer":
+        fractional = finite & (np.floor(floats) != floats)
+        for i in np.flatnonzero(fractional).tolist():
+            shown = floats[i] if originals is None else originals[i]
+            problems[i] = f"{fp.path} {shown!r} (column {fp.column!r}) is not a whole number"
+        finite &= ~fractional
+    return pa.array(floats, pa.float64(), mask=~finite), problems
 
 
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
 
 
-def _booleans(column: pa.Array, fp: FieldPlan) -> tuple[list[bool | None], dict[int, str]]:
+def _booleans(column: pa.Array, fp: FieldPlan) -> tuple[pa.Array, dict[int, str]]:
     if pa.types.is_boolean(column.type):
-        return column.to_pylist(), {}
+        return column, {}
     problems: dict[int, str] = {}
     values: list[bool | None] = []
     for i, v in enumerate(pc.cast(column, pa.string()).to_pylist()):
@@ -394,4 +388,4 @@ def _booleans(column: pa.Array, fp: FieldPlan) -> tuple[list[bool | None], dict[
         else:
             values.append(None)
             problems[i] = f"{fp.path} {v!r} (column {fp.column!r}) is not true or false"
-    return values, problems
+    return pa.array(values, pa.bool_()), problems

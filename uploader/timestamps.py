@@ -3,7 +3,8 @@
 Accepted: ISO 8601 text (with `Z`, an offset, a trailing ` UTC`, or naive), dates, epoch
 numbers (unit given or inferred from magnitude), and Arrow/pandas timestamps of any unit and
 zone. Naive values are read in the configured time zone. Sub-millisecond parts are
-truncated, so the same instant gives the same milliseconds from every format.
+truncated, so the same instant gives the same milliseconds from every format. Column-wise:
+only rows with a problem are visited one by one, to word their reason.
 """
 
 from __future__ import annotations
@@ -18,21 +19,29 @@ import pyarrow.compute as pc
 
 from uploader.contract import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS
 
-MS_PER_UNIT = {"s": 1000.0, "ms": 1.0, "us": 1e-3, "ns": 1e-6}
+UNITS = ("s", "ms", "us", "ns")
 UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
+# Milliseconds per unit, as a divisor for integers (us, ns) or a factor for floats (s).
+_MS_FACTOR = {"s": 1000.0, "ms": 1.0, "us": 1e-3, "ns": 1e-6}
+_INT_DIVISOR = {"ms": 1, "us": 1000, "ns": 1_000_000}
+EPOCH = pd.Timestamp(0, tz="UTC")
 # A zone designator after a time of day (a bare date like 2024-05-02 has none).
 _OFFSET = r"\d:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[+-]\d{2}(:?\d{2})?|UTC|GMT)$"
-EPOCH = pd.Timestamp(0, tz="UTC")
 _EPOCH_TEXT = r"^[+-]?\d+(\.\d+)?([eE][+-]?\d+)?$"
 
 
 @dataclass
 class TimestampResult:
-    """Milliseconds per row (None: absent), a reason per unreadable row, and how rows were read."""
+    """Milliseconds per row (valid where `present`), a reason per unreadable row, and how
+    the rows were read."""
 
-    millis: list[int | None]
+    millis: np.ndarray  # int64
+    present: np.ndarray  # bool
     problems: dict[int, str]
     methods: dict[str, int]
+
+    def to_arrow(self) -> pa.Array:
+        return pa.array(self.millis, pa.int64(), mask=~self.present)
 
 
 def to_epoch_ms(
@@ -43,10 +52,10 @@ def to_epoch_ms(
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
         return _from_temporal(column, timezone)
     if pa.types.is_integer(kind) or pa.types.is_floating(kind):
-        return _from_epoch(column.to_numpy(zero_copy_only=False), unit)
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return _from_text(column, unit, timezone, fmt)
-    return _from_text(pc.cast(column, pa.string()), unit, timezone, fmt)
+        return _from_epoch(column, unit)
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        column = pc.cast(column, pa.string())
+    return _from_text(column, unit, timezone, fmt)
 
 
 def describe_window(ms: int) -> str:
@@ -61,33 +70,107 @@ def _from_temporal(column: pa.Array, timezone: str) -> TimestampResult:
     label = f"{column.type}"
     if pa.types.is_date(column.type):
         series = pd.to_datetime(series)
-    aware = getattr(series.dt, "tz", None) is not None
-    if not aware:
+    if getattr(series.dt, "tz", None) is None:
         series = _localize(series, timezone)
         label += f", read as {timezone}"
-    millis = _series_to_ms(series)
-    return _checked(millis, [None] * len(millis), {label: int(series.notna().sum())}, None)
+    millis, present = _series_to_ms(series)
+    return _in_window(millis, present, None, {label: int(present.sum())}, None)
+
+
+def _from_epoch(column: pa.Array, unit: str | None) -> TimestampResult:
+    present = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    if pa.types.is_integer(column.type):
+        values = np.asarray(column.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
+        return _scale_epoch(values.astype(np.float64), values, present, unit)
+    floats = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+    present &= ~np.isnan(floats)
+    integral = present & (np.floor(floats) == floats) & (np.abs(floats) < 2**63)
+    ints = np.where(integral, floats, 0).astype(np.int64)
+    return _scale_epoch(floats, np.where(integral, ints, 0), present, unit, integral)
+
+
+def _scale_epoch(
+    floats: np.ndarray,
+    ints: np.ndarray,
+    present: np.ndarray,
+    unit: str | None,
+    integral: np.ndarray | None = None,
+) -> TimestampResult:
+    """Epoch numbers to ms in `unit`, or in the one unit (per value) that lands in the window."""
+    integral = present if integral is None else integral
+    candidates = {u: _to_ms(floats, ints, integral, u) for u in ((unit,) if unit else UNITS)}
+    millis = np.zeros(len(floats), dtype=np.int64)
+    chosen = np.full(len(floats), "", dtype=object)
+    found = np.zeros(len(floats), dtype=bool)
+    for u, ms in candidates.items():
+        fits = present & ~found & (ms >= MIN_TIMESTAMP_MS) & (ms < MAX_TIMESTAMP_MS)
+        millis[fits] = ms[fits]
+        chosen[fits] = u
+        found |= fits
+    problems: dict[int, str] = {}
+    for i in np.flatnonzero(present & ~found).tolist():
+        shown = _number(float(floats[i]))
+        if unit is None:
+            problems[i] = (
+                f"timestamp {shown} is not a date in 2010-2039 as seconds, "
+                "milliseconds, microseconds or nanoseconds since 1970; "
+                "give --timestamp-unit if the unit is known"
+            )
+        else:
+            problems[i] = (
+                f"timestamp {shown} read as {UNIT_NAMES[unit]} is "
+                f"{describe_window(int(candidates[unit][i]))}, "
+                "outside 2010-01-01..2039-12-31 (check --timestamp-unit)"
+            )
+    methods: dict[str, int] = {}
+    suffix = "" if unit else " (inferred from magnitude)"
+    for u in UNITS:
+        count = int((chosen == u).sum())
+        if count:
+            methods[f"epoch {UNIT_NAMES[u]}{suffix}"] = count
+    return TimestampResult(millis, found, problems, methods)
+
+
+def _to_ms(floats: np.ndarray, ints: np.ndarray, integral: np.ndarray, unit: str) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        scaled = np.floor(np.round(floats * _MS_FACTOR[unit], 6))
+        as_float = np.where(np.isfinite(scaled) & (np.abs(scaled) < 2**62), scaled, -1)
+        ms = as_float.astype(np.int64)
+    if unit in _INT_DIVISOR:  # whole numbers: exact integer arithmetic, no float rounding
+        ms = np.where(integral, ints // _INT_DIVISOR[unit], ms)
+    return ms
 
 
 def _from_text(
     column: pa.Array, unit: str | None, timezone: str, fmt: str | None
 ) -> TimestampResult:
     text = pc.utf8_trim_whitespace(column)
-    blank = pc.fill_null(pc.equal(text, ""), True)
-    is_epoch = pc.and_not(pc.match_substring_regex(text, _EPOCH_TEXT), blank)
     n = len(text)
-    millis: list[int | None] = [None] * n
+    blank = np.asarray(pc.fill_null(pc.equal(text, ""), True).to_numpy(zero_copy_only=False))
+    millis = np.zeros(n, dtype=np.int64)
+    present = np.zeros(n, dtype=bool)
     problems: dict[int, str] = {}
     methods: dict[str, int] = {}
 
-    epoch_idx = np.flatnonzero(is_epoch.to_numpy(zero_copy_only=False))
-    if len(epoch_idx):
-        numbers = pd.to_numeric(text.take(pa.array(epoch_idx)).to_pandas(), errors="coerce")
-        sub = _from_epoch(numbers.to_numpy(dtype="float64"), unit)
-        _merge(sub, epoch_idx, millis, problems, methods)
+    def merge(part: TimestampResult, where: np.ndarray) -> None:
+        millis[where] = part.millis
+        present[where] = part.present
+        problems.update({int(where[j]): reason for j, reason in part.problems.items()})
+        for label, count in part.methods.items():
+            if count:
+                methods[label] = methods.get(label, 0) + count
 
-    dated = pc.invert(pc.or_(is_epoch, blank)).to_numpy(zero_copy_only=False)
-    date_idx = np.flatnonzero(dated)
+    is_epoch = np.asarray(
+        pc.fill_null(pc.match_substring_regex(text, _EPOCH_TEXT), False).to_numpy(
+            zero_copy_only=False
+        )
+    )
+    is_epoch &= ~blank
+    epoch_idx = np.flatnonzero(is_epoch)
+    if len(epoch_idx):
+        merge(_from_epoch(_epoch_numbers(text.take(pa.array(epoch_idx))), unit), epoch_idx)
+
+    date_idx = np.flatnonzero(~(is_epoch | blank))
     if len(date_idx):
         values = text.take(pa.array(date_idx))
         raw = values.to_pandas()
@@ -95,76 +178,43 @@ def _from_text(
             parsed = pd.to_datetime(raw, format=fmt, errors="coerce", utc=False)
             if getattr(parsed.dt, "tz", None) is None:
                 parsed = _localize(parsed, timezone)
+            ms, ok = _series_to_ms(parsed)
             label = f"text in format {fmt!r}"
-            sub = _checked(_series_to_ms(parsed), list(raw), {label: 0}, "format")
-            sub.methods = {label: int(parsed.notna().sum())}
-            _merge(sub, date_idx, millis, problems, methods)
+            merge(_in_window(ms, ok, raw, {label: int(ok.sum())}, "format"), date_idx)
         else:
-            has_zone = pc.match_substring_regex(values, _OFFSET).to_numpy(zero_copy_only=False)
+            has_zone = np.asarray(
+                pc.fill_null(pc.match_substring_regex(values, _OFFSET), False).to_numpy(
+                    zero_copy_only=False
+                )
+            )
             for zoned in (True, False):
                 pick = np.flatnonzero(has_zone == zoned)
                 if not len(pick):
                     continue
                 part = raw.iloc[pick]
                 if zoned:
-                    cleaned = part.str.replace(r"\s*(UTC|GMT)$", "+00:00", regex=True)
-                    parsed = pd.to_datetime(cleaned, format="ISO8601", errors="coerce", utc=True)
+                    subset = values.take(pa.array(pick))
+                    cleaned = pc.replace_substring_regex(subset, r"\s*(UTC|GMT)$", "+00:00")
+                    parsed = pd.to_datetime(
+                        cleaned.to_pandas(), format="ISO8601", errors="coerce", utc=True
+                    )
                     label = "ISO 8601 text with zone"
                 else:
-                    parsed = _localize(
-                        pd.to_datetime(part, format="ISO8601", errors="coerce"), timezone
-                    )
+                    naive = pd.to_datetime(part, format="ISO8601", errors="coerce")
+                    parsed = _localize(naive, timezone)
                     label = f"ISO 8601 text without zone, read as {timezone}"
-                sub = _checked(_series_to_ms(parsed), list(part), {}, "iso")
-                sub.methods = {label: int(parsed.notna().sum())}
-                _merge(sub, date_idx[pick], millis, problems, methods)
-    return TimestampResult(millis, problems, methods)
+                ms, ok = _series_to_ms(parsed)
+                merge(_in_window(ms, ok, part, {label: int(ok.sum())}, "iso"), date_idx[pick])
+    return TimestampResult(millis, present, problems, methods)
 
 
-def _from_epoch(values: np.ndarray, unit: str | None) -> TimestampResult:
-    values = values.astype("float64", copy=False)
-    n = len(values)
-    millis: list[int | None] = [None] * n
-    problems: dict[int, str] = {}
-    methods: dict[str, int] = {}
-    for i, v in enumerate(values.tolist()):
-        if v != v:  # NaN: absent
-            continue
-        chosen = unit or _infer_unit(v)
-        if chosen is None:
-            problems[i] = (
-                f"timestamp {_number(v)} is not a date in 2010-2039 as seconds, "
-                "milliseconds, microseconds or nanoseconds since 1970; "
-                "give --timestamp-unit if the unit is known"
-            )
-            continue
-        ms = _scale(v, chosen)
-        if not MIN_TIMESTAMP_MS <= ms < MAX_TIMESTAMP_MS:
-            problems[i] = (
-                f"timestamp {_number(v)} read as {UNIT_NAMES[chosen]} is {describe_window(ms)}, "
-                "outside 2010-01-01..2039-12-31 (check --timestamp-unit)"
-            )
-            continue
-        millis[i] = ms
-        label = f"epoch {UNIT_NAMES[chosen]}" + ("" if unit else " (inferred from magnitude)")
-        methods[label] = methods.get(label, 0) + 1
-    return TimestampResult(millis, problems, methods)
-
-
-def _infer_unit(value: float) -> str | None:
-    for unit in ("s", "ms", "us", "ns"):
-        ms = _scale(value, unit)
-        if MIN_TIMESTAMP_MS <= ms < MAX_TIMESTAMP_MS:
-            return unit
-    return None
-
-
-def _scale(value: float, unit: str) -> int:
-    if unit in ("us", "ns") and value.is_integer():
-        return int(value) // (1000 if unit == "us" else 1_000_000)
-    if unit == "ms" and value.is_integer():
-        return int(value)
-    return int(np.floor(round(value * MS_PER_UNIT[unit], 6)))
+def _epoch_numbers(text: pa.Array) -> pa.Array:
+    """Epoch text as int64 when every value is a whole number that fits (exact: a double
+    has 53 bits), else as float64."""
+    try:
+        return pc.cast(text, pa.int64())
+    except pa.ArrowInvalid:
+        return pc.cast(text, pa.float64())
 
 
 def _number(value: float) -> str:
@@ -180,31 +230,32 @@ def _localize(series: pd.Series, timezone: str) -> pd.Series:
     return localized
 
 
-def _series_to_ms(series: pd.Series) -> list[int | None]:
+def _series_to_ms(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     # Floor division truncates sub-millisecond parts the same way for every source unit.
     ms = (series.dt.tz_convert("UTC") - EPOCH) // pd.Timedelta(milliseconds=1)
-    return [None if v != v else int(v) for v in ms.tolist()]
+    present = ms.notna().to_numpy()
+    values = ms.fillna(0).to_numpy(dtype=np.float64).astype(np.int64)
+    return values, present
 
 
-def _checked(
-    millis: list[int | None], raw: list[object], methods: dict[str, int], how: str | None
+def _in_window(
+    millis: np.ndarray,
+    present: np.ndarray,
+    raw: pd.Series | None,
+    methods: dict[str, int],
+    how: str | None,
 ) -> TimestampResult:
     problems: dict[int, str] = {}
-    out: list[int | None] = []
-    for i, ms in enumerate(millis):
-        if ms is None:
-            if how is not None:
-                problems[i] = _unreadable(raw[i], how)
-            out.append(None)
-        elif not MIN_TIMESTAMP_MS <= ms < MAX_TIMESTAMP_MS:
-            problems[i] = (
-                f"timestamp {describe_window(ms)} is outside 2010-01-01..2039-12-31: "
-                "the API refuses earlier dates and rewrites later ones to the upload time"
-            )
-            out.append(None)
-        else:
-            out.append(ms)
-    return TimestampResult(out, problems, methods)
+    if how is not None and raw is not None:
+        for i in np.flatnonzero(~present).tolist():
+            problems[i] = _unreadable(raw.iloc[i], how)
+    outside = present & ((millis < MIN_TIMESTAMP_MS) | (millis >= MAX_TIMESTAMP_MS))
+    for i in np.flatnonzero(outside).tolist():
+        problems[i] = (
+            f"timestamp {describe_window(int(millis[i]))} is outside 2010-01-01..2039-12-31: "
+            "the API refuses earlier dates and rewrites later ones to the upload time"
+        )
+    return TimestampResult(millis, present & ~outside, problems, methods)
 
 
 def _unreadable(value: object, how: str) -> str:
@@ -214,20 +265,3 @@ def _unreadable(value: object, how: str) -> str:
         f"timestamp {value!r} is not an ISO 8601 date-time (e.g. 2024-05-02 14:38:24) "
         "or epoch number; give --timestamp-format for other layouts"
     )
-
-
-def _merge(
-    sub: TimestampResult,
-    positions: np.ndarray,
-    millis: list[int | None],
-    problems: dict[int, str],
-    methods: dict[str, int],
-) -> None:
-    where = positions.tolist()
-    for j, ms in enumerate(sub.millis):
-        millis[where[j]] = ms
-    for j, reason in sub.problems.items():
-        problems[where[j]] = reason
-    for label, count in sub.methods.items():
-        if count:
-            methods[label] = methods.get(label, 0) + count

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from uploader.contract import IDENTITY_FIELDS, PRODUCT_FIELD
 from uploader.mapping import MappedChunk, MappingPlan
 
@@ -30,62 +34,68 @@ class RowReject:
         return f"{self.field}: {_without_values(self.reason)}"
 
 
-def validate_rows(mapped: MappedChunk, plan: MappingPlan) -> tuple[list[int], list[RowReject]]:
-    """Indices of the rows that may be sent, and a reject for every other row not ignored."""
+def validate_rows(mapped: MappedChunk, plan: MappingPlan) -> tuple[np.ndarray, list[RowReject]]:
+    """Indices of the rows that may be sent, and a reject for every other row not ignored.
+    Checks run column-wise; only failing rows are visited to word their reason."""
+    n = len(mapped.names)
     values = mapped.values
+    failed: dict[int, tuple[str, str]] = dict(mapped.problems)
+    for i in mapped.ignored:
+        failed.pop(i, None)
     product = values.get(PRODUCT_FIELD)
+    column = plan.column_of(PRODUCT_FIELD)
+    _fail(failed, _nulls(product, n), PRODUCT_FIELD, f"productId is blank (column {column!r})")
     identities = [values[f] for f in IDENTITY_FIELDS if f in values]
+    no_identity = np.ones(n, dtype=bool)
+    for ids in identities:
+        no_identity &= _nulls(ids, n)
     another = values.get("anotherUserId")
+    if another is not None:
+        only_another = no_identity & ~_nulls(another, n)
+        reason = "only anotherUserId is set; the API needs userId, profileId or accountId"
+        _fail(failed, only_another, "identity", reason)
+    columns = [plan.column_of(f) for f in IDENTITY_FIELDS if plan.column_of(f)]
+    reason = f"no userId, profileId or accountId: {', '.join(map(repr, columns))} blank"
+    _fail(failed, no_identity, "identity", reason)
     timestamps = values.get("timestamp")
+    if timestamps is not None:
+        column = plan.column_of("timestamp")
+        _fail(failed, _nulls(timestamps, n), "timestamp", f"timestamp is blank (column {column!r})")
     quantities = values.get("data.quantity")
-    valid: list[int] = []
-    rejects: list[RowReject] = []
-    for i in range(len(mapped.names)):
-        if i in mapped.ignored:
-            continue
-        problem = mapped.problems.get(i)
-        if problem is None:
-            problem = _check_row(i, plan, product, identities, another, timestamps, quantities)
-        if problem is None:
-            valid.append(i)
-        else:
-            rejects.append(reject_row(mapped, i, *problem))
-    return valid, rejects
+    if quantities is not None:
+        not_positive = pc.fill_null(pc.less_equal(quantities, 0), False)
+        for i in np.flatnonzero(not_positive.to_numpy(zero_copy_only=False)).tolist():
+            shown = _shown(quantities[i].as_py())
+            failed.setdefault(i, ("data.quantity", f"quantity {shown} is not a positive integer"))
+    names_missing = _nulls(mapped.names, n)
+    ok = ~names_missing
+    if failed:
+        ok[np.fromiter(failed, dtype=np.int64, count=len(failed))] = False
+    rejects = [reject_row(mapped, i, *failed[i]) for i in sorted(failed)]
+    return np.flatnonzero(ok), rejects
+
+
+def _nulls(array: pa.Array | None, n: int) -> np.ndarray:
+    if array is None:
+        return np.ones(n, dtype=bool)
+    return np.asarray(array.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _fail(
+    failed: dict[int, tuple[str, str]], mask: np.ndarray, field_name: str, reason: str
+) -> None:
+    for i in np.flatnonzero(mask).tolist():
+        failed.setdefault(i, (field_name, reason))
+
+
+def _shown(value: Any) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def reject_row(mapped: MappedChunk, i: int, field_name: str, reason: str) -> RowReject:
     chunk = mapped.chunk
     original = {name: chunk.table.column(name)[i].as_py() for name in chunk.table.column_names}
     return RowReject(chunk.source.name, chunk.rows[i].as_py(), field_name, reason, original)
-
-
-def _check_row(
-    i: int,
-    plan: MappingPlan,
-    product: list[Any] | None,
-    identities: list[list[Any]],
-    another: list[Any] | None,
-    timestamps: list[Any] | None,
-    quantities: list[Any] | None,
-) -> tuple[str, str] | None:
-    if product is None or product[i] is None:
-        return PRODUCT_FIELD, f"productId is blank (column {plan.column_of(PRODUCT_FIELD)!r})"
-    if all(ids[i] is None for ids in identities):
-        if another is not None and another[i] is not None:
-            return "identity", (
-                "only anotherUserId is set; the API needs userId, profileId or accountId"
-            )
-        columns = [plan.column_of(f) for f in IDENTITY_FIELDS if plan.column_of(f)]
-        return "identity", (
-            f"no userId, profileId or accountId: {', '.join(map(repr, columns))} blank"
-        )
-    if timestamps is not None and timestamps[i] is None:
-        return "timestamp", f"timestamp is blank (column {plan.column_of('timestamp')!r})"
-    if quantities is not None:
-        quantity = quantities[i]
-        if quantity is not None and (not isinstance(quantity, int) or quantity <= 0):
-            return "data.quantity", f"quantity {quantity} is not a positive integer"
-    return None
 
 
 def _without_values(reason: str) -> str:
