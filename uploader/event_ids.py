@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from uploader.contract import TOP_LEVEL_FIELDS
+from uploader.duplicates import NO_VALUE, KeySet, first_occurrences, split_keys
 from uploader.mapping import MappedChunk
 from uploader.validate import RowReject, reject_row
 
@@ -40,13 +41,21 @@ class Event:
 
 
 class DuplicateTracker:
-    """Run-wide memory of ids: collapses exact duplicates and enforces unique given ids."""
+    """Run-wide memory of ids (in bounded space, see duplicates.py): collapses exact
+    duplicates and enforces unique given ids."""
 
     def __init__(self, keep_duplicates: bool) -> None:
         self.keep_duplicates = keep_duplicates
-        self.occurrences: dict[bytes, int] = {}  # content hash -> times seen
-        self.given: dict[str, tuple[str, int]] = {}  # supplied eventId -> first (file, row)
+        self.content = KeySet()  # content hashes of the events seen so far
+        self.repeats: dict[tuple[int, int], int] = {}  # content key -> times seen, if > 1
+        self.given = KeySet()  # supplied eventIds -> where first used (file index, row)
+        self.files: list[str] = []
         self.collapsed = 0
+
+    def file_index(self, name: str) -> int:
+        if name not in self.files:
+            self.files.append(name)
+        return self.files.index(name)
 
 
 def canonical_text(name: str, fields: Iterable[tuple[str, Any]], occurrence: int = 1) -> str:
@@ -107,33 +116,18 @@ def assign_event_ids(
     rows = mapped.chunk.rows.take(take).to_pylist()
     file = mapped.chunk.source.name
     keep = np.ones(len(valid), dtype=bool)
-    given = mapped.values.get("eventId")
-    given_ids = given.take(take).to_pylist() if given is not None else [None] * len(valid)
-    rejects: list[RowReject] = []
     event_ids: list[str | None] = [None] * len(valid)
-    for j, digest in enumerate(digests):
-        given_id = given_ids[j]
-        if given_id is not None:
-            first = tracker.given.setdefault(given_id, (file, rows[j]))
-            if first != (file, rows[j]):
-                keep[j] = False
-                reason = (
-                    f"eventId {given_id!r} is also used by {first[0]} row {first[1]}; "
-                    "event ids must be unique"
-                )
-                rejects.append(reject_row(mapped, int(valid[j]), "eventId", reason))
-            event_ids[j] = given_id
-            continue
-        key = digest[:16]
-        seen = tracker.occurrences.get(key, 0) + 1
-        tracker.occurrences[key] = seen
-        if seen > 1:
-            if not tracker.keep_duplicates:
-                tracker.collapsed += 1
-                keep[j] = False
-                continue
-            text = canonical[j].as_py() + f"\noccurrence={seen}"
-            event_ids[j] = event_id_from_text(text)
+    rejects: list[RowReject] = []
+    given = mapped.values.get("eventId")
+    derive = np.ones(len(valid), dtype=bool)
+    if given is not None:
+        given_ids = given.take(take).to_pylist()
+        derive = np.array([g is None for g in given_ids], dtype=bool)
+        for j, reason in _check_given(given_ids, rows, file, tracker).items():
+            keep[j] = False
+            rejects.append(reject_row(mapped, int(valid[j]), "eventId", reason))
+        event_ids = list(given_ids)
+    _collapse(np.flatnonzero(derive), digests, canonical, tracker, keep, event_ids)
     derived = _uuids([d for d, e in zip(digests, event_ids, strict=True) if e is None])
     it = iter(derived)
     ids = [e if e is not None else next(it) for e in event_ids]
@@ -143,6 +137,68 @@ def assign_event_ids(
     item_list = pc.cast(items, pa.binary()).to_pylist()
     events = [Event(name_list[j], ids[j], item_list[j], file, rows[j]) for j in kept]
     return events, rejects
+
+
+def _check_given(
+    given_ids: list[str | None], rows: list[int], file: str, tracker: DuplicateTracker
+) -> dict[int, str]:
+    """Reasons for the rows whose given eventId was used before (in this run)."""
+    where = [j for j, g in enumerate(given_ids) if g is not None]
+    if not where:
+        return {}
+    hi, lo = split_keys([hashlib.sha256(str(given_ids[j]).encode()).digest() for j in where])
+    earlier = tracker.given.lookup(hi, lo)
+    first = first_occurrences(hi, lo)
+    file_index = tracker.file_index(file)
+    reasons = {}
+    for k, j in enumerate(where):
+        if earlier[k] >= NO_VALUE:
+            used_file, used_row = tracker.files[int(earlier[k]) >> 40], int(earlier[k]) & _ROW_MASK
+        elif first[k] != k:
+            used_file, used_row = file, rows[where[int(first[k])]]
+        else:
+            continue
+        reasons[j] = (
+            f"eventId {given_ids[j]!r} is also used by {used_file} row {used_row}; "
+            "event ids must be unique"
+        )
+    new = np.flatnonzero((earlier < NO_VALUE) & (first == np.arange(len(where))))
+    packed = np.array([(file_index << 40) | rows[where[k]] for k in new.tolist()], dtype=np.int64)
+    tracker.given.add(hi[new], lo[new], packed)
+    return reasons
+
+
+def _collapse(
+    rows: np.ndarray,
+    digests: list[bytes],
+    canonical: pa.Array,
+    tracker: DuplicateTracker,
+    keep: np.ndarray,
+    event_ids: list[str | None],
+) -> None:
+    """Exact duplicates (same content hash) among `rows`: dropped and counted, or with
+    --keep-duplicates given an id of their own, numbered by occurrence."""
+    if not len(rows):
+        return
+    hi, lo = split_keys([digests[j] for j in rows.tolist()])
+    earlier = tracker.content.lookup(hi, lo) >= NO_VALUE
+    first = first_occurrences(hi, lo)
+    repeat = earlier | (first != np.arange(len(rows)))
+    new = np.flatnonzero(~repeat)
+    tracker.content.add(hi[new], lo[new], np.full(len(new), NO_VALUE, dtype=np.int64))
+    for k in np.flatnonzero(repeat).tolist():
+        j = int(rows[k])
+        if not tracker.keep_duplicates:
+            keep[j] = False
+            tracker.collapsed += 1
+            continue
+        key = (int(hi[k]), int(lo[k]))
+        seen = tracker.repeats.get(key, 1) + 1
+        tracker.repeats[key] = seen
+        event_ids[j] = event_id_from_text(canonical[j].as_py() + f"\noccurrence={seen}")
+
+
+_ROW_MASK = (1 << 40) - 1
 
 
 def _uuids(digests: list[bytes]) -> list[str]:
