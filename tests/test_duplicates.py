@@ -17,7 +17,7 @@ def test_keyset_behaves_like_a_dict_across_runs(batches):
     duplicates.RUN_KEYS = 7  # many small runs, merged and not
     try:
         model: dict[tuple[int, int], int] = {}
-        seen = KeySet()
+        seen = KeySet(with_values=True)
         counter = 0
         for batch in batches:
             hi = np.array([k[0] for k in batch], dtype=np.uint64)

@@ -1,4 +1,4 @@
-"""Run-wide memory of event ids, in bounded space: 20 bytes a key, not a Python object.
+"""Run-wide memory of event ids, in bounded space: 12 bytes a key, not a Python object.
 
 A 10-million-row backfill must still collapse exact duplicates across the whole upload
 and refuse a given eventId used twice, without holding 10 million Python objects. Keys are
@@ -18,17 +18,19 @@ NO_VALUE = -1
 
 
 class KeySet:
-    """A set of (hi: uint64, lo: uint32) keys, each with an int64 value (e.g. where it was
-    first seen). Keys are only ever added."""
+    """A set of (hi: uint64, lo: uint32) keys, optionally each with an int64 value (e.g.
+    where it was first seen: 8 more bytes a key). Keys are only ever added."""
 
-    def __init__(self) -> None:
+    def __init__(self, with_values: bool = False) -> None:
+        self.with_values = with_values
         self.runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def __len__(self) -> int:
         return sum(len(hi) for hi, _, _ in self.runs)
 
     def lookup(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-        """The stored value of each key, or NO_VALUE - 1 where the key is absent."""
+        """The stored value of each key (NO_VALUE in a set without values), or
+        NO_VALUE - 1 where the key is absent."""
         found = np.full(len(hi), NO_VALUE - 1, dtype=np.int64)
         for run_hi, run_lo, run_val in self.runs:
             at = np.searchsorted(run_hi, hi)
@@ -39,17 +41,19 @@ class KeySet:
                 j = int(at_clipped[i])
                 while j < len(run_hi) and run_hi[j] == hi[i]:  # equal hi: almost never twice
                     if run_lo[j] == lo[i]:
-                        found[i] = run_val[j]
+                        found[i] = run_val[j] if self.with_values else NO_VALUE
                         break
                     j += 1
         return found
 
-    def add(self, hi: np.ndarray, lo: np.ndarray, values: np.ndarray) -> None:
+    def add(self, hi: np.ndarray, lo: np.ndarray, values: np.ndarray | None = None) -> None:
         """Add keys known to be absent and distinct from each other."""
         if not len(hi):
             return
         order = np.argsort(hi, kind="stable")
-        new_hi, new_lo, new_val = hi[order], lo[order], values[order]
+        stored = values if self.with_values and values is not None else np.empty(0, np.int64)
+        new_hi, new_lo = hi[order], lo[order]
+        new_val = stored[order] if self.with_values else stored
         if self.runs and len(self.runs[-1][0]) + len(hi) <= RUN_KEYS:
             run_hi, run_lo, run_val = self.runs.pop()
             # A linear merge of two sorted runs (lo order does not matter: lookups scan
@@ -57,7 +61,7 @@ class KeySet:
             at = np.searchsorted(run_hi, new_hi, side="right")
             new_hi = np.insert(run_hi, at, new_hi)
             new_lo = np.insert(run_lo, at, new_lo)
-            new_val = np.insert(run_val, at, new_val)
+            new_val = np.insert(run_val, at, new_val) if self.with_values else run_val
         self.runs.append((new_hi, new_lo, new_val))
 
 

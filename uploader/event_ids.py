@@ -48,7 +48,7 @@ class DuplicateTracker:
         self.keep_duplicates = keep_duplicates
         self.content = KeySet()  # content hashes of the events seen so far
         self.repeats: dict[tuple[int, int], int] = {}  # content key -> times seen, if > 1
-        self.given = KeySet()  # supplied eventIds -> where first used (file index, row)
+        self.given = KeySet(with_values=True)  # given eventIds -> first (file index, row)
         self.files: list[str] = []
         self.collapsed = 0
 
@@ -185,7 +185,7 @@ def _collapse(
     first = first_occurrences(hi, lo)
     repeat = earlier | (first != np.arange(len(rows)))
     new = np.flatnonzero(~repeat)
-    tracker.content.add(hi[new], lo[new], np.full(len(new), NO_VALUE, dtype=np.int64))
+    tracker.content.add(hi[new], lo[new])
     for k in np.flatnonzero(repeat).tolist():
         j = int(rows[k])
         if not tracker.keep_duplicates:
