@@ -90,7 +90,7 @@ def fingerprint(source: Source) -> str:
         return "table:" + digest.hexdigest()
     size = source.size or 0
     digest.update(str(size).encode())
-    with open(source.name, "rb") as fh:
+    with source.open_file() as fh:  # local or object storage alike: two ranged reads
         digest.update(fh.read(FINGERPRINT_SAMPLE))
         if size > FINGERPRINT_SAMPLE:
             fh.seek(max(FINGERPRINT_SAMPLE, size - FINGERPRINT_SAMPLE))

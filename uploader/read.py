@@ -1,4 +1,4 @@
-"""Read stage: turn paths, DataFrames and Arrow tables into a stream of bounded chunks.
+"""Read stage: turn the inputs into a stream of bounded chunks.
 
 Every chunk carries the source-file row number of each of its rows (1-based data rows,
 header excluded), so that rejects point at the right line whatever the chunk size. CSV
@@ -8,11 +8,8 @@ stage decides what each value means.
 
 from __future__ import annotations
 
-import glob
-import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -20,30 +17,14 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from uploader.errors import InputError
+from uploader.inputs import CSV_BLOCK_BYTES, Source, delimiter_of, open_text, resolve_sources
+
+__all__ = ["CHUNK_ROWS", "Chunk", "Source", "read_frames", "resolve_sources"]
 
 # Rows per chunk: big enough to amortise per-chunk overhead, small enough to keep memory flat.
 CHUNK_ROWS = 65_536
-# CSV bytes parsed per block; pyarrow's default (1 MiB) is a good fit for our chunk size.
-CSV_BLOCK_BYTES = 1 << 20
 # Longest part of a malformed CSV line quoted back in a reject.
 RAW_LINE_PREVIEW = 200
-
-CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".tsv", ".txt")
-COMPRESSION_BY_SUFFIX = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd"}
-PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
-
-
-@dataclass(frozen=True)
-class Source:
-    """One input: a file on disk or an in-memory table (a DataFrame or an Arrow table)."""
-
-    name: str  # what rejects and reports call it: the path, or "<DataFrame>"
-    format: str  # "csv", "parquet" or "table"
-    columns: tuple[str, ...]
-    size: int | None = None  # bytes on disk
-    mtime_ns: int | None = None
-    rows: int | None = None  # known up front for Parquet and tables
-    table: pa.Table | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -55,35 +36,6 @@ class Chunk:
     rows: pa.Array  # int64, 1-based data-row numbers in the source
     malformed: tuple[tuple[int, str], ...] = ()  # CSV lines that could not be parsed: (row, why)
     bytes_done: int | None = None  # how far into the file (on disk) reading has come
-
-
-def resolve_sources(inputs: Sequence[Any]) -> list[Source]:
-    """Expand paths, directories and globs; open each input far enough to know its columns."""
-    sources: list[Source] = []
-    for item in inputs:
-        if isinstance(item, pa.Table):
-            sources.append(_table_source(item, "<Arrow table>"))
-        elif _is_dataframe(item):
-            sources.append(_table_source(_dataframe_to_table(item), "<DataFrame>"))
-        else:
-            sources.extend(_file_source(path) for path in _expand(os.fspath(item)))
-    sources = _without_repeats(sources)
-    if not sources:
-        raise InputError("no input given: name one or more CSV or Parquet files or folders")
-    return sources
-
-
-def _without_repeats(sources: list[Source]) -> list[Source]:
-    """A file named twice (a path and a glob that matches it) is read once."""
-    seen: set[str] = set()
-    unique = []
-    for source in sources:
-        if source.format != "table":
-            if source.name in seen:
-                continue
-            seen.add(source.name)
-        unique.append(source)
-    return unique
 
 
 def read_frames(sources: Sequence[Source], chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
@@ -98,108 +50,6 @@ def read_frames(sources: Sequence[Source], chunk_rows: int = CHUNK_ROWS) -> Iter
             yield from _read_table(source, chunk_rows)
 
 
-def _expand(path: str) -> list[str]:
-    if any(ch in path for ch in "*?["):
-        matches = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
-        if not matches:
-            raise InputError(f"{path}: no file matches this pattern")
-        return [p for p in matches if _format_of(p) is not None] or matches
-    if os.path.isdir(path):
-        found = sorted(
-            str(p) for p in Path(path).rglob("*") if p.is_file() and _format_of(str(p)) is not None
-        )
-        if not found:
-            raise InputError(f"{path}: folder holds no .csv or .parquet file")
-        return found
-    if not os.path.exists(path):
-        raise InputError(f"{path}: no such file or folder")
-    return [path]
-
-
-def _format_of(path: str) -> str | None:
-    lower = path.lower()
-    if lower.endswith(PARQUET_SUFFIXES):
-        return "parquet"
-    stem = lower
-    for suffix in COMPRESSION_BY_SUFFIX:
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-    if stem.endswith((".csv", ".tsv", ".txt")):
-        return "csv"
-    return None
-
-
-def _file_source(path: str) -> Source:
-    fmt = _format_of(path)
-    if fmt is None:
-        fmt = "parquet" if _has_parquet_magic(path) else "csv"
-    stat = os.stat(path)
-    if fmt == "parquet":
-        try:
-            meta = pq.ParquetFile(path).metadata
-        except (pa.ArrowException, OSError) as exc:
-            raise InputError(f"{path}: not a readable Parquet file ({exc})") from exc
-        columns = tuple(meta.schema.to_arrow_schema().names)
-        return Source(path, "parquet", columns, stat.st_size, stat.st_mtime_ns, meta.num_rows)
-    return Source(path, "csv", _csv_header(path), stat.st_size, stat.st_mtime_ns)
-
-
-def _has_parquet_magic(path: str) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(4) == b"PAR1"
-    except OSError as exc:
-        raise InputError(f"{path}: cannot open ({exc.strerror})") from exc
-
-
-def _open_stream(path: str) -> tuple[pa.NativeFile, pa.NativeFile]:
-    """(stream to parse, underlying file): the file's position is the progress in bytes."""
-    compression = next(
-        (codec for suffix, codec in COMPRESSION_BY_SUFFIX.items() if path.lower().endswith(suffix)),
-        None,
-    )
-    try:
-        raw = pa.OSFile(path, "rb")
-        if compression is None:
-            return raw, raw
-        return pa.CompressedInputStream(raw, compression), raw
-    except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{path}: cannot open ({exc})") from exc
-
-
-def _csv_header(path: str) -> tuple[str, ...]:
-    try:
-        stream, raw = _open_stream(path)
-        with stream, raw:
-            reader = pacsv.open_csv(
-                stream,
-                read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
-                parse_options=pacsv.ParseOptions(
-                    delimiter=_delimiter(path),
-                    newlines_in_values=True,
-                    invalid_row_handler=lambda row: "skip",  # reported when the rows are read
-                ),
-            )
-            names = tuple(reader.schema.names)
-    except pa.ArrowInvalid as exc:
-        if "Empty CSV file" in str(exc):
-            raise InputError(f"{path}: the file is empty (no header line)") from exc
-        raise InputError(f"{path}: not a readable CSV file ({exc})") from exc
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc})") from exc
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise InputError(
-            f"{path}: the header names {', '.join(map(repr, duplicates))} more than once; "
-            "rename the columns so that each name is unique"
-        )
-    return names
-
-
-def _delimiter(path: str) -> str:
-    return "\t" if ".tsv" in path.lower() else ","
-
-
 def _read_csv(source: Source, chunk_rows: int) -> Iterator[Chunk]:
     bad: list[tuple[int, str]] = []
 
@@ -212,18 +62,18 @@ def _read_csv(source: Source, chunk_rows: int) -> Iterator[Chunk]:
         )
         return "skip"
 
-    stream, raw = _open_stream(source.name)
+    stream, raw = open_text(source)
     try:
         reader = pacsv.open_csv(
             stream,
             read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
             parse_options=pacsv.ParseOptions(
-                delimiter=_delimiter(source.name),
+                delimiter=delimiter_of(source.name),
                 newlines_in_values=True,
                 invalid_row_handler=on_invalid,
             ),
             convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.string() for name in source.columns},
+                column_types={name: pa.string() for name in _file_columns(source)},
                 strings_can_be_null=False,
             ),
         )
@@ -232,11 +82,15 @@ def _read_csv(source: Source, chunk_rows: int) -> Iterator[Chunk]:
             skipped = numbering.note_skipped(bad)
             bad.clear()
             rows = numbering.take(batch.num_rows)
-            yield Chunk(source, pa.Table.from_batches([batch]), rows, tuple(skipped), raw.tell())
+            table = _with_partitions(pa.Table.from_batches([batch]), source)
+            yield Chunk(source, table, rows, tuple(skipped), raw.tell())
         if bad:  # malformed lines after the last good row
             yield Chunk(
                 source,
-                pa.table({n: pa.array([], pa.string()) for n in source.columns}),
+                _with_partitions(
+                    pa.table({n: pa.array([], pa.string()) for n in _file_columns(source)}),
+                    source,
+                ),
                 pa.array([], pa.int64()),
                 tuple(bad),
                 source.size,
@@ -305,17 +159,21 @@ def _rebatch(batches: Iterator[pa.RecordBatch], chunk_rows: int) -> Iterator[pa.
 
 
 def _read_parquet(source: Source, chunk_rows: int) -> Iterator[Chunk]:
+    handle = source.open_file()
     try:
-        parquet = pq.ParquetFile(source.name)
+        parquet = pq.ParquetFile(handle)
         start = 1
         total = max(parquet.metadata.num_rows, 1)
         for batch in parquet.iter_batches(batch_size=chunk_rows):
             rows = pa.array(range(start, start + batch.num_rows), pa.int64())
             start += batch.num_rows
             done = (source.size or 0) * (start - 1) // total
-            yield Chunk(source, pa.Table.from_batches([batch]), rows, bytes_done=done)
+            table = _with_partitions(pa.Table.from_batches([batch]), source)
+            yield Chunk(source, table, rows, bytes_done=done)
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{source.name}: cannot read Parquet data ({exc})") from exc
+    finally:
+        handle.close()
 
 
 def _read_table(source: Source, chunk_rows: int) -> Iterator[Chunk]:
@@ -327,31 +185,15 @@ def _read_table(source: Source, chunk_rows: int) -> Iterator[Chunk]:
         yield Chunk(source, pa.Table.from_batches([batch]), rows)
 
 
-def _table_source(table: pa.Table, name: str) -> Source:
-    return Source(name, "table", tuple(table.column_names), rows=table.num_rows, table=table)
+def _file_columns(source: Source) -> list[str]:
+    partition_keys = {key for key, _ in source.partitions}
+    return [c for c in source.columns if c not in partition_keys]
 
 
-def _is_dataframe(obj: object) -> bool:
-    return type(obj).__name__ == "DataFrame" and hasattr(obj, "columns")
-
-
-def _dataframe_to_table(frame: Any) -> pa.Table:
-    """Arrow from pandas; object columns that hold mixed types become text, not an error."""
-    frame = frame.reset_index(drop=True)
-    names = [str(c) for c in frame.columns]
-    if len(set(names)) != len(names):
-        raise InputError("the DataFrame has duplicate column names; make them unique")
-    frame.columns = names
-    arrays = []
-    for name in names:
-        column = frame[name]
-        try:
-            arrays.append(pa.Array.from_pandas(column))
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            texts = [None if _is_missing(v) else str(v) for v in column.tolist()]
-            arrays.append(pa.array(texts, pa.string()))
-    return pa.Table.from_arrays(arrays, names=names)
-
-
-def _is_missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
+def _with_partitions(table: pa.Table, source: Source) -> pa.Table:
+    """Add the source's key=value folder names as text columns (a file column of the same
+    name wins)."""
+    for key, value in source.partitions:
+        if key not in table.column_names:
+            table = table.append_column(key, pa.array([value] * table.num_rows, pa.string()))
+    return table

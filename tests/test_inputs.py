@@ -1,0 +1,176 @@
+"""Finding inputs: Hive-partitioned folders, and object storage through a local S3 server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from uploader.errors import CheckpointError, InputError
+from uploader.inputs import partitions_of, resolve_sources
+from uploader.options import build_options
+from uploader.sandbox import Sandbox
+from uploader.target import Credentials, Target
+from uploader.upload import UploadOutcome, UploadRun, UploadSettings
+
+DAYS = ["2026-11-25", "2026-11-26"]
+
+
+def write_partitioned(root: Path) -> None:
+    for n, day in enumerate(DAYS):
+        folder = root / "exports" / f"dt={day}" / "region=eu%20west"
+        folder.mkdir(parents=True)
+        table = pa.table(
+            {
+                "sku": [f"S{n}-{i}" for i in range(3)],
+                "user_id": pa.array([100 + i for i in range(3)], pa.int64()),
+            }
+        )
+        pq.write_table(table, folder / "part-0.parquet")
+
+
+def items(batches):
+    return [i for b in batches for g in orjson.loads(b.body)["track"] for i in g["payload"]]
+
+
+def test_partition_folders_become_columns_usable_in_the_mapping(tmp_path, run_plan):
+    write_partitioned(tmp_path)
+    sources = resolve_sources([tmp_path / "exports"])
+    assert [s.columns for s in sources] == [("sku", "user_id", "dt", "region")] * 2
+    _, batches, rejects = run_plan(
+        [tmp_path / "exports"],
+        event="Product ordered",
+        mapping=["timestamp=dt", "data.region=region"],
+    )
+    assert rejects == []
+    sent = items(batches)
+    assert len(sent) == 6
+    midnights = {
+        int(datetime.fromisoformat(f"{d}T00:00:00+00:00").timestamp() * 1000) for d in DAYS
+    }
+    assert {i["timestamp"] for i in sent} == midnights
+    assert {i["data"]["region"] for i in sent} == {"eu west"}
+
+
+def test_partition_names_parse_outermost_first():
+    assert partitions_of("s3://b/x/dt=2026-11-26/h=07/part.csv") == (
+        ("dt", "2026-11-26"),
+        ("h", "07"),
+    )
+    assert partitions_of("plain/folder/file.csv") == ()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    """moto's S3 in server mode on 127.0.0.1, for pyarrow's real S3 client to talk to."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("moto server did not start")
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3_server,
+    }.items():
+        monkeypatch.setenv(key, value)
+    import pyarrow.fs as pafs
+
+    filesystem = pafs.S3FileSystem(endpoint_override=s3_server, allow_bucket_creation=True)
+    bucket = f"exports-{os.getpid()}-{time.monotonic_ns()}"
+    filesystem.create_dir(bucket)
+
+    def put(key: str, data: bytes) -> str:
+        with filesystem.open_output_stream(f"{bucket}/{key}") as out:
+            out.write(data)
+        return f"s3://{bucket}/{key}"
+
+    return bucket, put
+
+
+CSV = b"ts,event,sku,user_id\n2024-05-02T14:38:24Z,view,S1,u1\n2024-05-02T14:38:25Z,cart,S2,u2\n"
+
+
+def test_s3_folder_with_partitions_is_read(s3, run_plan):
+    bucket, put = s3
+    put("interactions/dt=2026-11-26/part-0.csv", CSV)
+    put("interactions/dt=2026-11-27/part-0.csv", CSV.replace(b"S1", b"S3"))
+    put("interactions/notes.md", b"not data")
+    sources = resolve_sources([f"s3://{bucket}/interactions/"])
+    assert [s.name for s in sources] == [
+        f"s3://{bucket}/interactions/dt=2026-11-26/part-0.csv",
+        f"s3://{bucket}/interactions/dt=2026-11-27/part-0.csv",
+    ]
+    _, batches, rejects = run_plan([f"s3://{bucket}/interactions/*/*.csv"],
+                                       mapping=["data.day=dt"])  # fmt: skip
+    assert rejects == []
+    assert (
+        sorted(i["data"]["day"] for i in items(batches)) == ["2026-11-26"] * 2 + ["2026-11-27"] * 2
+    )
+
+
+def upload_to(sb: Sandbox, inputs: list[str], state: Path) -> UploadOutcome:
+    settings = UploadSettings(
+        target=Target(sb.base_url, sb.org, sb.project, sb.source),
+        credentials=Credentials.from_key(sb.api_key),
+        state=str(state),
+    )
+    run = UploadRun(resolve_sources(inputs), build_options(None), settings)
+    return asyncio.run(run.run())
+
+
+def test_s3_upload_skips_a_delivered_object_and_refuses_a_changed_one(s3, tmp_path):
+    _, put = s3
+    uri = put("daily/part-0.csv", CSV)
+    state = tmp_path / "state.db"
+    with Sandbox() as sb:
+        first = upload_to(sb, [uri], state)
+        again = upload_to(sb, [uri], state)
+        assert sb.stats()["events"] == 2
+        put("daily/part-0.csv", CSV + b"2024-05-02T14:38:26Z,view,S9,u9\n")
+        with pytest.raises(CheckpointError, match="changed since 2 of its events"):
+            upload_to(sb, [uri], state)
+    assert first.figures["events_sent"] == 2
+    assert again.skipped_files == ((uri, "already uploaded (2 events)"),)
+
+
+def test_missing_bucket_or_object_is_an_input_error(s3):
+    bucket, _ = s3
+    with pytest.raises(InputError, match="no such object or prefix"):
+        resolve_sources([f"s3://{bucket}/nothing-here.csv"])

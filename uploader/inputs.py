@@ -1,0 +1,280 @@
+"""Find the inputs: files, folders and globs on disk or in object storage (s3://, gs://),
+DataFrames and Arrow tables, and learn each one's columns before any row is read.
+
+Folder segments written `key=value` (Hive partitioning: `dt=2026-11-26/part-0.parquet`)
+become text columns of every row below them, usable in the mapping like any column.
+Object storage goes through pyarrow's filesystems, with credentials and endpoint from the
+usual environment (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, GOOGLE_APPLICATION_CREDENTIALS…).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from uploader.errors import InputError
+
+# CSV bytes parsed per block; pyarrow's default (1 MiB) is a good fit for our chunk size.
+CSV_BLOCK_BYTES = 1 << 20
+COMPRESSION_BY_SUFFIX = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd"}
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+REMOTE_SCHEMES = ("s3://", "gs://", "gcs://")
+_GLOB_CHARS = "*?["
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input: a file (on disk or in object storage) or an in-memory table."""
+
+    name: str  # what rejects and reports call it: the path, the URI, or "<DataFrame>"
+    format: str  # "csv", "parquet" or "table"
+    columns: tuple[str, ...]  # the file's columns, then its partition keys
+    size: int | None = None  # bytes of the file as stored
+    mtime_ns: int | None = None
+    rows: int | None = None  # known up front for Parquet and tables
+    table: pa.Table | None = field(default=None, repr=False, compare=False)
+    partitions: tuple[tuple[str, str], ...] = ()  # key=value folder names added as columns
+    filesystem: Any = field(default=None, repr=False, compare=False)  # pyarrow FileSystem
+    path: str = ""  # the file's path inside `filesystem`
+
+    def open_file(self) -> pa.NativeFile:
+        """The stored bytes, random access (the position is the progress in bytes)."""
+        try:
+            if self.filesystem is None:
+                return pa.OSFile(self.path or self.name, "rb")
+            return self.filesystem.open_input_file(self.path)
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{self.name}: cannot open ({exc})") from exc
+
+    @property
+    def compression(self) -> str | None:
+        lower = self.name.lower()
+        return next((c for s, c in COMPRESSION_BY_SUFFIX.items() if lower.endswith(s)), None)
+
+
+def resolve_sources(inputs: Sequence[Any]) -> list[Source]:
+    """Expand paths, folders, globs and URIs; open each input far enough to know its columns."""
+    sources: list[Source] = []
+    for item in inputs:
+        if isinstance(item, pa.Table):
+            sources.append(_table_source(item, "<Arrow table>"))
+        elif _is_dataframe(item):
+            sources.append(_table_source(_dataframe_to_table(item), "<DataFrame>"))
+        else:
+            text = os.fspath(item)
+            if text.startswith(REMOTE_SCHEMES):
+                sources.extend(_remote_sources(text))
+            else:
+                sources.extend(_file_source(path) for path in _expand(text))
+    sources = _without_repeats(sources)
+    if not sources:
+        raise InputError("no input given: name one or more CSV or Parquet files or folders")
+    return sources
+
+
+def _without_repeats(sources: list[Source]) -> list[Source]:
+    """A file named twice (a path and a glob that matches it) is read once."""
+    seen: set[str] = set()
+    unique = []
+    for source in sources:
+        if source.format != "table":
+            if source.name in seen:
+                continue
+            seen.add(source.name)
+        unique.append(source)
+    return unique
+
+
+def _expand(path: str) -> list[str]:
+    if any(ch in path for ch in _GLOB_CHARS):
+        matches = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
+        if not matches:
+            raise InputError(f"{path}: no file matches this pattern")
+        return [p for p in matches if format_of(p) is not None] or matches
+    if os.path.isdir(path):
+        found = sorted(
+            str(p) for p in Path(path).rglob("*") if p.is_file() and format_of(str(p)) is not None
+        )
+        if not found:
+            raise InputError(f"{path}: folder holds no .csv or .parquet file")
+        return found
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file or folder")
+    return [path]
+
+
+def _remote_sources(uri: str) -> list[Source]:
+    scheme = uri[: uri.index("://") + 3]
+    try:
+        filesystem, path = pafs.FileSystem.from_uri(uri)
+        if any(ch in path for ch in _GLOB_CHARS):
+            base = path[: min(path.find(ch) for ch in _GLOB_CHARS if ch in path)]
+            base = base.rsplit("/", 1)[0]
+            listing = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
+            infos = [i for i in listing if i.is_file and fnmatch.fnmatchcase(i.path, path)]
+        else:
+            info = filesystem.get_file_info(path)
+            if info.type == pafs.FileType.NotFound:
+                raise InputError(f"{uri}: no such object or prefix")
+            if info.type == pafs.FileType.Directory:
+                listing = filesystem.get_file_info(pafs.FileSelector(path, recursive=True))
+                infos = [i for i in listing if i.is_file and format_of(i.path) is not None]
+            else:
+                infos = [info]
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(
+            f"{uri}: cannot list ({exc}); check the credentials and endpoint in the environment "
+            "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, AWS_REGION)"
+        ) from exc
+    if not infos:
+        raise InputError(f"{uri}: no .csv or .parquet object there")
+    return [
+        _file_source(scheme + info.path, filesystem, info.path, info.size, info.mtime_ns)
+        for info in sorted(infos, key=lambda i: i.path)
+    ]
+
+
+def format_of(path: str) -> str | None:
+    lower = path.lower()
+    if lower.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    stem = lower
+    for suffix in COMPRESSION_BY_SUFFIX:
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    if stem.endswith((".csv", ".tsv", ".txt")):
+        return "csv"
+    return None
+
+
+def partitions_of(name: str) -> tuple[tuple[str, str], ...]:
+    """`key=value` folder segments of a path or URI, outermost first."""
+    folders = name.replace("\\", "/").split("/")[:-1]
+    pairs = [segment.split("=", 1) for segment in folders if "=" in segment]
+    return tuple((key, unquote(value)) for key, value in pairs if key)
+
+
+def _file_source(
+    name: str,
+    filesystem: Any = None,
+    path: str = "",
+    size: int | None = None,
+    mtime_ns: int | None = None,
+) -> Source:
+    if filesystem is None:
+        try:
+            stat = os.stat(name)
+        except OSError as exc:
+            raise InputError(f"{name}: cannot open ({exc.strerror})") from exc
+        size, mtime_ns = stat.st_size, stat.st_mtime_ns
+    partitions = partitions_of(name)
+    probe = Source(name, "", (), size, mtime_ns, partitions=partitions,
+                   filesystem=filesystem, path=path or name)  # fmt: skip
+    fmt = format_of(name) or ("parquet" if _has_parquet_magic(probe) else "csv")
+    rows = None
+    if fmt == "parquet":
+        try:
+            with probe.open_file() as fh:
+                meta = pq.ParquetFile(fh).metadata
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{name}: not a readable Parquet file ({exc})") from exc
+        columns: tuple[str, ...] = tuple(meta.schema.to_arrow_schema().names)
+        rows = meta.num_rows
+    else:
+        columns = _csv_header(probe)
+    partitions = tuple((k, v) for k, v in partitions if k not in columns)  # a column wins
+    columns += tuple(key for key, _ in partitions)
+    return Source(name, fmt, columns, size, mtime_ns, rows, partitions=partitions,
+                  filesystem=filesystem, path=path or name)  # fmt: skip
+
+
+def _has_parquet_magic(source: Source) -> bool:
+    with source.open_file() as fh:
+        return bool(fh.read(4) == b"PAR1")
+
+
+def open_text(source: Source) -> tuple[pa.NativeFile, pa.NativeFile]:
+    """(stream to parse, underlying file): decompressed by the name's suffix."""
+    raw = source.open_file()
+    if source.compression is None:
+        return raw, raw
+    try:
+        return pa.CompressedInputStream(raw, source.compression), raw
+    except (pa.ArrowException, OSError) as exc:
+        raw.close()
+        raise InputError(f"{source.name}: cannot open ({exc})") from exc
+
+
+def delimiter_of(name: str) -> str:
+    return "\t" if ".tsv" in name.lower() else ","
+
+
+def _csv_header(source: Source) -> tuple[str, ...]:
+    name = source.name
+    try:
+        stream, raw = open_text(source)
+        with stream, raw:
+            reader = pacsv.open_csv(
+                stream,
+                read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=delimiter_of(name),
+                    newlines_in_values=True,
+                    invalid_row_handler=lambda row: "skip",  # reported when the rows are read
+                ),
+            )
+            names = tuple(reader.schema.names)
+    except pa.ArrowInvalid as exc:
+        if "Empty CSV file" in str(exc):
+            raise InputError(f"{name}: the file is empty (no header line)") from exc
+        raise InputError(f"{name}: not a readable CSV file ({exc})") from exc
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read ({exc})") from exc
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InputError(
+            f"{name}: the header names {', '.join(map(repr, duplicates))} more than once; "
+            "rename the columns so that each name is unique"
+        )
+    return names
+
+
+def _table_source(table: pa.Table, name: str) -> Source:
+    return Source(name, "table", tuple(table.column_names), rows=table.num_rows, table=table)
+
+
+def _is_dataframe(obj: object) -> bool:
+    return type(obj).__name__ == "DataFrame" and hasattr(obj, "columns")
+
+
+def _dataframe_to_table(frame: Any) -> pa.Table:
+    """Arrow from pandas; object columns that hold mixed types become text, not an error."""
+    frame = frame.reset_index(drop=True)
+    names = [str(c) for c in frame.columns]
+    if len(set(names)) != len(names):
+        raise InputError("the DataFrame has duplicate column names; make them unique")
+    frame.columns = names
+    arrays = []
+    for name in names:
+        column = frame[name]
+        try:
+            arrays.append(pa.Array.from_pandas(column))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            texts = [None if _is_missing(v) else str(v) for v in column.tolist()]
+            arrays.append(pa.array(texts, pa.string()))
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
