@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from uploader.cli import main
@@ -349,3 +350,38 @@ def test_the_first_event_of_each_name_goes_alone_before_the_fan_out(write_csv, t
     assert all(
         min(r for r in by_request if n in by_request[r]) == r for n, r in first_request_of.items()
     )
+
+
+def test_resuming_parquet_skips_finished_row_groups(write_parquet, tmp_path):
+    n = 2_000
+    table = pa.table(
+        {
+            "ts": pa.array(
+                [1_700_000_000_000 + (i % 1500) * 1000 for i in range(n)], pa.timestamp("ms", "UTC")
+            ),
+            "event": ["view"] * n,
+            "sku": [f"S{i % 1500}" for i in range(n)],  # rows 1500.. repeat rows 0..499 exactly
+            "user_id": ["u1"] * n,
+        }
+    )
+    path = write_parquet(table, row_group_size=100)
+    state = tmp_path / "state.db"
+    options = build_options(None, batch_size=50)
+    with Sandbox(latency_ms=20) as sb:
+        run: UploadRun
+
+        def stop_after_some(progress: Any) -> None:
+            if progress.events_sent >= 600:
+                run.request_stop()
+
+        settings = settings_for(sb, state, concurrency=1)
+        run = UploadRun(resolve_sources([path]), options, settings, on_progress=stop_after_some)
+        first = asyncio.run(run.run())
+        assert first.status == "interrupted"
+        second = asyncio.run(UploadRun(resolve_sources([path]), options, settings).run())
+        stats = sb.stats()
+    assert second.status == "completed"
+    assert second.figures["rows_skipped_done_before"] >= 500  # whole groups, not re-derived
+    assert second.figures["rows_skipped_done_before"] % 100 == 0
+    assert stats["unique_event_ids"] == 1_500
+    assert stats["duplicate_events"] == 0  # repeats of skipped rows were not sent again

@@ -28,6 +28,8 @@ from uploader.read import Source
 # exports apart, cheap enough that resuming a finished 10 GB file costs milliseconds.
 FINGERPRINT_SAMPLE = 1 << 20
 SCHEMA_VERSION = 1
+SENT = "sent"  # acknowledged by the API
+SETTLED = "settled"  # needs no sending: rejected before sending, or an exact repeat
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -42,7 +44,9 @@ CREATE TABLE IF NOT EXISTS files (
     delivered INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0,
     last_run INTEGER, updated_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS files_by_fingerprint ON files (target, fingerprint);
-CREATE TABLE IF NOT EXISTS acks (file_id INTEGER NOT NULL, runs BLOB NOT NULL, n INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS acks (
+    file_id INTEGER NOT NULL, runs BLOB NOT NULL, n INTEGER NOT NULL, kind TEXT NOT NULL,
+    keys BLOB);
 CREATE INDEX IF NOT EXISTS acks_by_file ON acks (file_id);
 CREATE TABLE IF NOT EXISTS inflight (
     id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL, refs BLOB NOT NULL, n INTEGER NOT NULL);
@@ -232,7 +236,8 @@ class Checkpoint:
             self.db.execute("DELETE FROM files WHERE id=?", (file_id,))
 
     def done_rows(self, file_id: int) -> tuple[RowSet, dict[int, str]]:
-        """Rows already delivered, and rows the API refused (with its reason)."""
+        """Rows already dealt with (delivered or settled), and rows the API refused (with its
+        reason)."""
         blobs = self.db.execute("SELECT runs FROM acks WHERE file_id=?", (file_id,)).fetchall()
         refused = dict(
             self.db.execute(
@@ -265,13 +270,43 @@ class Checkpoint:
         )
         return int(cur.lastrowid or 0)
 
-    def ack(self, delivered: dict[int, list[int]]) -> None:
-        """Record rows as delivered (after a 2xx), in one transaction."""
+    def ack(
+        self,
+        rows_by_file: dict[int, list[int]],
+        kind: str = SENT,
+        keys_by_file: dict[int, bytes] | None = None,
+    ) -> None:
+        """Record rows as dealt with, in one transaction: SENT after a 2xx (with the content
+        keys of the events, while the file is unfinished: see DuplicateTracker.previous);
+        SETTLED for rows that need no sending (rejected, or exact repeats of an event)."""
+        keys = keys_by_file or {}
         with self._transaction():
             self.db.executemany(
-                "INSERT INTO acks (file_id, runs, n) VALUES (?, ?, ?)",
-                [(f, encode_runs(rows), len(rows)) for f, rows in delivered.items() if rows],
+                "INSERT INTO acks (file_id, runs, n, kind, keys) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (f, encode_runs(rows), len(rows), kind, keys.get(f) or None)
+                    for f, rows in rows_by_file.items()
+                    if rows
+                ],
             )
+
+    def delivered_keys(self, file_id: int) -> bytes:
+        """Content keys (12 bytes each, joined) of the events of an unfinished file already
+        sent."""
+        blobs = self.db.execute(
+            "SELECT keys FROM acks WHERE file_id=? AND keys IS NOT NULL", (file_id,)
+        ).fetchall()
+        return b"".join(blob for (blob,) in blobs)
+
+    def drop_keys(self, file_id: int) -> None:
+        """A finished file needs its keys no more: keep the state file small."""
+        self.db.execute("UPDATE acks SET keys=NULL WHERE file_id=?", (file_id,))
+
+    def delivered_count(self, file_id: int) -> int:
+        row = self.db.execute(
+            "SELECT COALESCE(SUM(n), 0) FROM acks WHERE file_id=? AND kind=?", (file_id, SENT)
+        ).fetchone()
+        return int(row[0])
 
     def refuse(self, file_id: int, row: int, reason: str) -> None:
         """Record a row the API refused for good (it is not sent again)."""

@@ -67,9 +67,14 @@ class KeySet:
 
 def split_keys(digests: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     """(hi, lo) key halves from the first 12 bytes of each digest."""
-    if not digests:
+    return split_key_blob(b"".join(d[:12] for d in digests))
+
+
+def split_key_blob(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(hi, lo) key halves of 12-byte keys laid end to end."""
+    if not blob:
         return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.uint32)
-    raw = np.frombuffer(b"".join(d[:12] for d in digests), dtype=np.uint8).reshape(-1, 12)
+    raw = np.frombuffer(blob, dtype=np.uint8).reshape(-1, 12)
     hi = raw[:, :8].copy().view(np.uint64).ravel()
     lo = raw[:, 8:12].copy().view(np.uint32).ravel()
     return hi, lo

@@ -38,6 +38,7 @@ class Event:
     item: bytes
     file: str
     row: int
+    key: bytes = b""  # 12 bytes of the content hash (derived ids only): see duplicates.py
 
 
 class DuplicateTracker:
@@ -51,6 +52,10 @@ class DuplicateTracker:
         self.given = KeySet(with_values=True)  # given eventIds -> first (file index, row)
         self.files: list[str] = []
         self.collapsed = 0
+        # Content keys delivered by earlier runs of the files being resumed: a row that
+        # repeats one of them is not sent again, even if its first occurrence is not re-read.
+        self.previous: KeySet | None = None
+        self.already_sent = 0
 
     def file_index(self, name: str) -> int:
         if name not in self.files:
@@ -92,9 +97,18 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
 
 
+@dataclass(frozen=True)
+class Identified:
+    """The id stage's output for one chunk."""
+
+    events: list[Event]  # in row order
+    rejects: list[RowReject]  # given eventIds used twice
+    collapsed: list[int]  # source rows that repeat an earlier event exactly (not sent)
+
+
 def assign_event_ids(
     mapped: MappedChunk, valid: np.ndarray, tracker: DuplicateTracker
-) -> tuple[list[Event], list[RowReject]]:
+) -> Identified:
     """Events for the valid rows, in row order; duplicate given eventIds become rejects.
 
     Column-wise: the canonical texts and the item JSON are built with Arrow string kernels;
@@ -135,8 +149,10 @@ def assign_event_ids(
     kept = np.flatnonzero(keep).tolist()
     name_list = names.to_pylist()
     item_list = pc.cast(items, pa.binary()).to_pylist()
-    events = [Event(name_list[j], ids[j], item_list[j], file, rows[j]) for j in kept]
-    return events, rejects
+    keys = [d[:12] if e else b"" for d, e in zip(digests, derive.tolist(), strict=True)]
+    events = [Event(name_list[j], ids[j], item_list[j], file, rows[j], keys[j]) for j in kept]
+    collapsed = [rows[j] for j in np.flatnonzero(~keep & derive).tolist()]
+    return Identified(events, rejects, collapsed)
 
 
 def _check_given(
@@ -181,6 +197,13 @@ def _collapse(
     if not len(rows):
         return
     hi, lo = split_keys([digests[j] for j in rows.tolist()])
+    if tracker.previous is not None:
+        sent_before = tracker.previous.lookup(hi, lo) >= NO_VALUE
+        keep[rows[sent_before]] = False
+        tracker.already_sent += int(sent_before.sum())
+        rows, hi, lo = rows[~sent_before], hi[~sent_before], lo[~sent_before]
+        if not len(rows):
+            return
     earlier = tracker.content.lookup(hi, lo) >= NO_VALUE
     first = first_occurrences(hi, lo)
     repeat = earlier | (first != np.arange(len(rows)))

@@ -18,7 +18,7 @@ from uploader.contract import EVENT_NAMES
 from uploader.event_ids import DuplicateTracker, Event, assign_event_ids
 from uploader.mapping import MappingPlan, map_columns, plan_mapping
 from uploader.options import Options
-from uploader.read import CHUNK_ROWS, Chunk, Source, read_frames
+from uploader.read import CHUNK_ROWS, Chunk, DoneRows, Source, read_frames
 from uploader.validate import RowReject, reject_row, validate_rows
 
 LONGEST_NAME = max(EVENT_NAMES, key=len)
@@ -46,6 +46,7 @@ class Tally:
     events_rejected: int = 0
     duplicates_collapsed: int = 0
     rows_ignored: int = 0
+    rows_skipped: int = 0  # not read again: dealt with in an earlier run (Parquet row groups)
     ids_normalised: int = 0
     requests: int = 0
     bytes: int = 0
@@ -77,6 +78,7 @@ class Prepared:
     chunk: Chunk
     events: list[Event]
     rejects: list[RowReject]
+    collapsed: list[int]  # rows that repeat an earlier event exactly: not sent, counted
 
 
 RejectSink = Callable[[Sequence[RowReject]], None]
@@ -102,19 +104,26 @@ def prepare_events(
     *,
     chunk_rows: int = CHUNK_ROWS,
     tracker: DuplicateTracker | None = None,
+    done: DoneRows | None = None,
 ) -> Iterator[Prepared]:
-    """Map, validate and id every row of every source, chunk by chunk."""
+    """Map, validate and id every row of every source, chunk by chunk. With `done`, Parquet
+    row groups dealt with in an earlier run are skipped, not re-derived."""
     tracker = tracker or DuplicateTracker(options.keep_duplicates)
     plans = plan_sources(sources, options)
     for source in sources:
         tally.plans[source.name] = plans[source.name]
         tally.files[source.name] = 0
-    for chunk in read_frames(sources, chunk_rows):
+    for chunk in read_frames(sources, chunk_rows, done):
+        if chunk.skipped:
+            tally.rows_skipped += chunk.skipped
+            yield Prepared(chunk, [], [], [])
+            continue
         plan = plans[chunk.source.name]
         mapped = map_columns(chunk, plan, options)
         valid, rejects = validate_rows(mapped, plan)
-        events, id_rejects = assign_event_ids(mapped, valid, tracker)
-        rejects.extend(id_rejects)
+        identified = assign_event_ids(mapped, valid, tracker)
+        events = identified.events
+        rejects.extend(identified.rejects)
         events = _drop_oversize(events, mapped, options.max_request_bytes, rejects)
         rejects.extend(
             RowReject(chunk.source.name, row, "row", f"malformed CSV line: {why}")
@@ -130,7 +139,7 @@ def prepare_events(
         tally.by_event.update(e.name for e in events)
         tally.add_rejects(rejects)
         tally.duplicates_collapsed = tracker.collapsed
-        yield Prepared(chunk, events, rejects)
+        yield Prepared(chunk, events, rejects, identified.collapsed)
 
 
 def _drop_oversize(

@@ -8,10 +8,11 @@ stage decides what each value means.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -36,15 +37,23 @@ class Chunk:
     rows: pa.Array  # int64, 1-based data-row numbers in the source
     malformed: tuple[tuple[int, str], ...] = ()  # CSV lines that could not be parsed: (row, why)
     bytes_done: int | None = None  # how far into the file (on disk) reading has come
+    skipped: int = 0  # rows not read: a Parquet row group dealt with in an earlier run
 
 
-def read_frames(sources: Sequence[Source], chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
+# Rows already dealt with in an earlier run, per source: a Parquet row group whose rows are
+# all among them is not read again.
+DoneRows = Callable[[Source], Callable[[np.ndarray], np.ndarray] | None]
+
+
+def read_frames(
+    sources: Sequence[Source], chunk_rows: int = CHUNK_ROWS, done: DoneRows | None = None
+) -> Iterator[Chunk]:
     """Yield the chunks of every source in order."""
     for source in sources:
         if source.format == "csv":
             yield from _read_csv(source, chunk_rows)
         elif source.format == "parquet":
-            yield from _read_parquet(source, chunk_rows)
+            yield from _read_parquet(source, chunk_rows, done(source) if done else None)
         else:
             assert source.table is not None
             yield from _read_table(source, chunk_rows)
@@ -158,18 +167,26 @@ def _rebatch(batches: Iterator[pa.RecordBatch], chunk_rows: int) -> Iterator[pa.
         yield merged[0]
 
 
-def _read_parquet(source: Source, chunk_rows: int) -> Iterator[Chunk]:
+def _read_parquet(
+    source: Source, chunk_rows: int, is_done: Callable[[np.ndarray], np.ndarray] | None
+) -> Iterator[Chunk]:
     handle = source.open_file()
     try:
         parquet = pq.ParquetFile(handle)
-        start = 1
         total = max(parquet.metadata.num_rows, 1)
-        for batch in parquet.iter_batches(batch_size=chunk_rows):
-            rows = pa.array(range(start, start + batch.num_rows), pa.int64())
-            start += batch.num_rows
-            done = (source.size or 0) * (start - 1) // total
-            table = _with_partitions(pa.Table.from_batches([batch]), source)
-            yield Chunk(source, table, rows, bytes_done=done)
+        start = 1
+        for group in range(parquet.metadata.num_row_groups):
+            size = parquet.metadata.row_group(group).num_rows
+            first, start = start, start + size
+            position = (source.size or 0) * (start - 1) // total
+            if is_done is not None and is_done(np.arange(first, start)).all():
+                yield Chunk(source, _empty(source), _NO_ROWS, bytes_done=position, skipped=size)
+                continue
+            for batch in parquet.iter_batches(batch_size=chunk_rows, row_groups=[group]):
+                rows = pa.array(range(first, first + batch.num_rows), pa.int64())
+                first += batch.num_rows
+                table = _with_partitions(pa.Table.from_batches([batch]), source)
+                yield Chunk(source, table, rows, bytes_done=position)
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{source.name}: cannot read Parquet data ({exc})") from exc
     finally:
@@ -183,6 +200,13 @@ def _read_table(source: Source, chunk_rows: int) -> Iterator[Chunk]:
         rows = pa.array(range(start, start + batch.num_rows), pa.int64())
         start += batch.num_rows
         yield Chunk(source, pa.Table.from_batches([batch]), rows)
+
+
+_NO_ROWS = pa.array([], pa.int64())
+
+
+def _empty(source: Source) -> pa.Table:
+    return pa.table({name: pa.array([], pa.string()) for name in source.columns})
 
 
 def _file_columns(source: Source) -> list[str]:

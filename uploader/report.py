@@ -69,6 +69,7 @@ def figures(tally: Tally, timezone: str) -> dict[str, Any]:
         "events_rejected": tally.events_rejected,
         "duplicates_collapsed": tally.duplicates_collapsed,
         "rows_ignored": tally.rows_ignored,
+        "rows_skipped_done_before": tally.rows_skipped,
         "ids_normalised": tally.ids_normalised,
         "by_event": dict(sorted(tally.by_event.items())),
         "rejects_by_cause": [
@@ -138,6 +139,11 @@ def format_summary(tally: Tally, *, planned: bool = True) -> str:
         )
     if tally.rows_ignored:
         lines.append(f"Rows left out by --event-map …=ignore: {tally.rows_ignored:,}")
+    if tally.rows_skipped:
+        lines.append(
+            f"Rows not read again (Parquet row groups finished by an earlier run): "
+            f"{tally.rows_skipped:,}"
+        )
     lines.append(f"Rejected rows: {tally.events_rejected:,}")
     for cause, count in tally.reject_causes.most_common():
         example = tally.reject_examples[cause][0]

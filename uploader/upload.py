@@ -20,7 +20,8 @@ import httpx
 import numpy as np
 
 from uploader.batches import Batch, encode_body, pack_batches
-from uploader.checkpoint import Checkpoint, RowSet, fingerprint
+from uploader.checkpoint import SENT, SETTLED, Checkpoint, RowSet, fingerprint
+from uploader.duplicates import KeySet, split_key_blob
 from uploader.errors import CheckpointError, SendError, UploaderError
 from uploader.event_ids import DuplicateTracker, Event
 from uploader.options import Options
@@ -130,6 +131,8 @@ class UploadRun:
         self.tally = Tally()
         self.files: dict[str, _FileState] = {}
         self.skipped: list[tuple[str, str]] = []
+        self.tracker: DuplicateTracker | None = None  # made by the reader thread
+        self.checkpoint_keys: dict[str, bytes] = {}  # resumed files: content keys sent before
         self.stop_reading = threading.Event()
         self.stopping = False
         self.warmed: set[str] = set()
@@ -238,7 +241,9 @@ class UploadRun:
                 self.files[source.name] = _FileState(file_id, RowSet([]), {})
             else:
                 done, refused = self.checkpoint.done_rows(same.id)
-                self.files[source.name] = _FileState(same.id, done, refused, len(done))
+                delivered = self.checkpoint.delivered_count(same.id)
+                self.checkpoint_keys[source.name] = self.checkpoint.delivered_keys(same.id)
+                self.files[source.name] = _FileState(same.id, done, refused, delivered)
             to_read.append(source)
         return to_read
 
@@ -255,13 +260,20 @@ class UploadRun:
     # the reader thread
     def _events(self, sources: Sequence[Source], emit: Callable[[object], None]) -> Iterator[Event]:
         tracker = DuplicateTracker(self.options.keep_duplicates)
+        keys = b"".join(self.checkpoint_keys.get(s.name, b"") for s in sources)
+        if keys and not self.options.keep_duplicates:
+            tracker.previous = KeySet()
+            tracker.previous.add(*split_key_blob(keys))
+        self.tracker = tracker
         unread = [s.name for s in sources]
 
         def finish_files_before(name: str | None) -> None:
             while unread and unread[0] != name:
                 emit(("file_read", unread.pop(0)))
 
-        for prepared in prepare_events(sources, self.options, self.tally, tracker=tracker):
+        for prepared in prepare_events(
+            sources, self.options, self.tally, tracker=tracker, done=self._done_rows
+        ):
             if self.stop_reading.is_set():
                 return
             name = prepared.chunk.source.name
@@ -272,10 +284,22 @@ class UploadRun:
             state.local_rejects += len(prepared.rejects)
             if prepared.rejects:
                 emit(("rejects", prepared.rejects))
+            settled = prepared.collapsed + [r.row for r in prepared.rejects]
+            if settled:
+                emit(("settled", name, settled))
             fresh = self._not_done(prepared.events, state)
             state.queued += len(fresh)
             yield from fresh
         finish_files_before(None)
+
+    def _done_rows(self, source: Source) -> Callable[[np.ndarray], np.ndarray] | None:
+        """For the reader: which rows of `source` an earlier run dealt with. None with
+        --keep-duplicates: occurrences are numbered by reading every row again."""
+        state = self.files[source.name]
+        if self.options.keep_duplicates or (not len(state.done) and not state.refused):
+            return None
+        refused = np.fromiter(state.refused, dtype=np.int64, count=len(state.refused))
+        return lambda rows: state.done.contains(rows) | np.isin(rows, refused)
 
     def _not_done(self, events: list[Event], state: _FileState) -> list[Event]:
         """Events whose rows were neither delivered nor refused by the API before."""
@@ -361,6 +385,8 @@ class UploadRun:
             elif isinstance(item, tuple) and item[0] == "rejects":
                 if self.on_rejects is not None:
                     self.on_rejects(item[1])
+            elif isinstance(item, tuple) and item[0] == "settled":
+                self.checkpoint.ack({self.files[item[1]].file_id: item[2]}, SETTLED)
             elif isinstance(item, tuple) and item[0] == "file_read":
                 self.files[item[1]].read_done = True
                 self._maybe_complete(item[1])
@@ -400,7 +426,12 @@ class UploadRun:
         return refs
 
     async def _delivered(self, batch: Batch, status: int) -> None:
-        self.checkpoint.ack(self._refs(batch.events))
+        keys: dict[int, bytes] = {}
+        for event in batch.events:
+            if event.key:
+                file_id = self.files[event.file].file_id
+                keys[file_id] = keys.get(file_id, b"") + event.key
+        self.checkpoint.ack(self._refs(batch.events), SENT, keys)
         self.events_sent += len(batch)
         for event in batch.events:
             self.files[event.file].delivered += 1
@@ -423,6 +454,7 @@ class UploadRun:
         if not state.complete and state.read_done and state.settled >= state.queued:
             state.complete = True
             self._save_file(name)
+            self.checkpoint.drop_keys(state.file_id)
 
     def _save_file(self, name: str) -> None:
         state = self.files[name]
@@ -467,7 +499,8 @@ class UploadRun:
             {
                 "events_sent": self.events_sent,
                 "events_rejected_by_api": self.events_api_rejected,
-                "events_skipped_already_sent": self.skipped_already_sent,
+                "events_skipped_already_sent": self.skipped_already_sent
+                + (self.tracker.already_sent if self.tracker else 0),
                 "events_refused_in_earlier_runs": self.skipped_refused_before,
                 "possibly_resent": self.possibly_resent,
                 "files_skipped": [{"file": f, "why": why} for f, why in self.skipped],
