@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from uploader.contract import TOP_LEVEL_FIELDS
 from uploader.duplicates import NO_VALUE, KeySet, first_occurrences, split_keys
 from uploader.mapping import MappedChunk
+from uploader.reasons import Reason
 from uploader.validate import RowReject, reject_row
 
 ID_VERSION_TAG = "uploader-event-id/v1"
@@ -166,7 +167,7 @@ def _check_given(
     earlier = tracker.given.lookup(hi, lo)
     first = first_occurrences(hi, lo)
     file_index = tracker.file_index(file)
-    reasons = {}
+    reasons: dict[int, str] = {}
     for k, j in enumerate(where):
         if earlier[k] >= NO_VALUE:
             used_file, used_row = tracker.files[int(earlier[k]) >> 40], int(earlier[k]) & _ROW_MASK
@@ -174,9 +175,10 @@ def _check_given(
             used_file, used_row = file, rows[where[int(first[k])]]
         else:
             continue
-        reasons[j] = (
+        reasons[j] = Reason(
             f"eventId {given_ids[j]!r} is also used by {used_file} row {used_row}; "
-            "event ids must be unique"
+            "event ids must be unique",
+            "used by an earlier row (event ids must be unique)",
         )
     new = np.flatnonzero((earlier < NO_VALUE) & (first == np.arange(len(where))))
     packed = np.array([(file_index << 40) | rows[where[k]] for k in new.tolist()], dtype=np.int64)

@@ -22,6 +22,7 @@ from uploader.contract import EVENT_NAMES, canonical_event_name
 from uploader.errors import ConfigError, InputError
 from uploader.options import IGNORE, Options
 from uploader.read import Chunk
+from uploader.reasons import Reason
 from uploader.timestamps import to_epoch_ms
 
 
@@ -310,8 +311,11 @@ def _map_event_names(column: pa.ChunkedArray, plan: MappingPlan, mapped: MappedC
                 i,
                 (
                     "name",
-                    f"event {raw!r} is not one of the four recommendation events; map it "
-                    f"with --event-map '{raw}=Product viewed' (or {IGNORE})",
+                    Reason(
+                        f"event {raw!r} is not one of the four recommendation events; map it "
+                        f"with --event-map '{raw}=Product viewed' (or {IGNORE})",
+                        "not one of the four recommendation events (see --event-map)",
+                    ),
                 ),
             )
 
@@ -360,12 +364,17 @@ def _numbers(column: pa.Array, fp: FieldPlan) -> tuple[pa.Array, dict[int, str]]
     finite = present & np.isfinite(floats)
     for i in np.flatnonzero(present & ~finite).tolist():
         shown = floats[i] if originals is None else originals[i]
-        problems[i] = f"{fp.path} {shown!r} (column {fp.column!r}) is not a number"
+        problems[i] = Reason(
+            f"{fp.path} {shown!r} (column {fp.column!r}) is not a number", "not a number"
+        )
     if fp.kind == "integer":
         fractional = finite & (np.floor(floats) != floats)
         for i in np.flatnonzero(fractional).tolist():
             shown = floats[i] if originals is None else originals[i]
-            problems[i] = f"{fp.path} {shown!r} (column {fp.column!r}) is not a whole number"
+            problems[i] = Reason(
+                f"{fp.path} {shown!r} (column {fp.column!r}) is not a whole number",
+                "not a whole number",
+            )
         finite &= ~fractional
     return pa.array(floats, pa.float64(), mask=~finite), problems
 
@@ -387,5 +396,8 @@ def _booleans(column: pa.Array, fp: FieldPlan) -> tuple[pa.Array, dict[int, str]
             values.append(text in _TRUE)
         else:
             values.append(None)
-            problems[i] = f"{fp.path} {v!r} (column {fp.column!r}) is not true or false"
+            problems[i] = Reason(
+                f"{fp.path} {v!r} (column {fp.column!r}) is not true or false",
+                "not true or false",
+            )
     return pa.array(values, pa.bool_()), problems

@@ -19,6 +19,7 @@ from uploader.event_ids import DuplicateTracker, Event, assign_event_ids
 from uploader.mapping import MappingPlan, map_columns, plan_mapping
 from uploader.options import Options
 from uploader.read import CHUNK_ROWS, Chunk, DoneRows, Source, read_frames
+from uploader.reasons import Reason
 from uploader.validate import RowReject, reject_row, validate_rows
 
 LONGEST_NAME = max(EVENT_NAMES, key=len)
@@ -126,7 +127,12 @@ def prepare_events(
         rejects.extend(identified.rejects)
         events = _drop_oversize(events, mapped, options.max_request_bytes, rejects)
         rejects.extend(
-            RowReject(chunk.source.name, row, "row", f"malformed CSV line: {why}")
+            RowReject(
+                chunk.source.name,
+                row,
+                "row",
+                Reason(f"malformed CSV line: {why}", "malformed CSV line (wrong number of fields)"),
+            )
             for row, why in chunk.malformed
         )
         rejects.sort(key=lambda r: r.row)
@@ -156,9 +162,10 @@ def _drop_oversize(
             kept.append(event)
             continue
         index = mapped.chunk.rows.to_pylist().index(event.row)
-        reason = (
+        reason = Reason(
             f"the event alone makes a {size}-byte request, above --max-request-bytes "
-            f"{max_bytes}; shorten its values or raise the limit"
+            f"{max_bytes}; shorten its values or raise the limit",
+            "too large for one request (see --max-request-bytes)",
         )
         rejects.append(reject_row(mapped, index, "row", reason))
     return kept

@@ -146,9 +146,13 @@ def format_summary(tally: Tally, *, planned: bool = True) -> str:
         )
     lines.append(f"Rejected rows: {tally.events_rejected:,}")
     for cause, count in tally.reject_causes.most_common():
+        # The cause without the rows' own values, then one row's words: a count of 427 is
+        # not all for the value quoted in its first example.
         example = tally.reject_examples[cause][0]
-        lines.append(f"  {count:>8,}  {example.field}: {example.reason}")
-        lines.append(f"            e.g. {os.path.basename(example.file)} row {example.row}")
+        lines.append(f"  {count:>8,}  {cause}")
+        where = f"{os.path.basename(example.file)} row {example.row}"
+        own = f"{example.field}: {example.reason}"
+        lines.append(f"            e.g. {where}" + ("" if own == cause else f": {example.reason}"))
     if planned:
         lines.append(f"Requests: {tally.requests:,} ({tally.bytes:,} bytes of JSON)")
     return "\n".join(lines)

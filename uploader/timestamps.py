@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from uploader.contract import MAX_TIMESTAMP_MS, MIN_TIMESTAMP_MS
+from uploader.reasons import Reason
 
 UNITS = ("s", "ms", "us", "ns")
 UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
@@ -111,16 +112,18 @@ def _scale_epoch(
     for i in np.flatnonzero(present & ~found).tolist():
         shown = _number(float(floats[i]))
         if unit is None:
-            problems[i] = (
+            problems[i] = Reason(
                 f"timestamp {shown} is not a date in 2010-2039 as seconds, "
                 "milliseconds, microseconds or nanoseconds since 1970; "
-                "give --timestamp-unit if the unit is known"
+                "give --timestamp-unit if the unit is known",
+                "epoch number not in 2010-2039 in any unit",
             )
         else:
-            problems[i] = (
+            problems[i] = Reason(
                 f"timestamp {shown} read as {UNIT_NAMES[unit]} is "
                 f"{describe_window(int(candidates[unit][i]))}, "
-                "outside 2010-01-01..2039-12-31 (check --timestamp-unit)"
+                "outside 2010-01-01..2039-12-31 (check --timestamp-unit)",
+                f"outside 2010-01-01..2039-12-31 read as {UNIT_NAMES[unit]}",
             )
     methods: dict[str, int] = {}
     suffix = "" if unit else " (inferred from magnitude)"
@@ -251,17 +254,22 @@ def _in_window(
             problems[i] = _unreadable(raw.iloc[i], how)
     outside = present & ((millis < MIN_TIMESTAMP_MS) | (millis >= MAX_TIMESTAMP_MS))
     for i in np.flatnonzero(outside).tolist():
-        problems[i] = (
+        problems[i] = Reason(
             f"timestamp {describe_window(int(millis[i]))} is outside 2010-01-01..2039-12-31: "
-            "the API refuses earlier dates and rewrites later ones to the upload time"
+            "the API refuses earlier dates and rewrites later ones to the upload time",
+            "outside 2010-01-01..2039-12-31",
         )
     return TimestampResult(millis, present & ~outside, problems, methods)
 
 
 def _unreadable(value: object, how: str) -> str:
     if how == "format":
-        return f"timestamp {value!r} does not match --timestamp-format"
-    return (
+        return Reason(
+            f"timestamp {value!r} does not match --timestamp-format",
+            "does not match --timestamp-format",
+        )
+    return Reason(
         f"timestamp {value!r} is not an ISO 8601 date-time (e.g. 2024-05-02 14:38:24) "
-        "or epoch number; give --timestamp-format for other layouts"
+        "or epoch number; give --timestamp-format for other layouts",
+        "not an ISO 8601 date-time or epoch number",
     )

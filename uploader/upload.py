@@ -142,6 +142,7 @@ class UploadRun:
         self.skipped_refused_before = 0  # reader thread
         self.possibly_resent = 0
         self.api_reject_causes: Counter[str] = Counter()
+        self.delivered_by_event: Counter[str] = Counter()
         self._warm_lock = asyncio.Lock()
         self.bytes_total: int | None = None
         self.bytes_done: dict[str, int] = {}  # reader thread: how far into each file
@@ -433,6 +434,7 @@ class UploadRun:
                 keys[file_id] = keys.get(file_id, b"") + event.key
         self.checkpoint.ack(self._refs(batch.events), SENT, keys)
         self.events_sent += len(batch)
+        self.delivered_by_event.update(e.name for e in batch.events)
         for event in batch.events:
             self.files[event.file].delivered += 1
 
@@ -498,6 +500,7 @@ class UploadRun:
         result.update(
             {
                 "events_sent": self.events_sent,
+                "delivered_by_event": dict(sorted(self.delivered_by_event.items())),
                 "events_rejected_by_api": self.events_api_rejected,
                 "events_skipped_already_sent": self.skipped_already_sent
                 + (self.tracker.already_sent if self.tracker else 0),

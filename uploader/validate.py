@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
@@ -13,6 +12,7 @@ import pyarrow.compute as pc
 
 from uploader.contract import IDENTITY_FIELDS, PRODUCT_FIELD
 from uploader.mapping import MappedChunk, MappingPlan
+from uploader.reasons import Reason, cause_of
 
 # Longest original value quoted back in a reject reason.
 VALUE_PREVIEW = 80
@@ -31,7 +31,7 @@ class RowReject:
     @property
     def kind(self) -> str:
         """The reason without the row's own values, for counting rejects by cause."""
-        return f"{self.field}: {_without_values(self.reason)}"
+        return f"{self.field}: {cause_of(self.reason)}"
 
 
 def validate_rows(mapped: MappedChunk, plan: MappingPlan) -> tuple[np.ndarray, list[RowReject]]:
@@ -66,7 +66,8 @@ def validate_rows(mapped: MappedChunk, plan: MappingPlan) -> tuple[np.ndarray, l
         not_positive = pc.fill_null(pc.less_equal(quantities, 0), False)
         for i in np.flatnonzero(not_positive.to_numpy(zero_copy_only=False)).tolist():
             shown = _shown(quantities[i].as_py())
-            failed.setdefault(i, ("data.quantity", f"quantity {shown} is not a positive integer"))
+            reason = Reason(f"quantity {shown} is not a positive integer", "not a positive integer")
+            failed.setdefault(i, ("data.quantity", reason))
     names_missing = _nulls(mapped.names, n)
     ok = ~names_missing
     if failed:
@@ -96,9 +97,3 @@ def reject_row(mapped: MappedChunk, i: int, field_name: str, reason: str) -> Row
     chunk = mapped.chunk
     original = {name: chunk.table.column(name)[i].as_py() for name in chunk.table.column_names}
     return RowReject(chunk.source.name, chunk.rows[i].as_py(), field_name, reason, original)
-
-
-def _without_values(reason: str) -> str:
-    """Replace quoted values and numbers so that rejects of one cause count together."""
-    text = re.sub(r"'[^']*'|\"[^\"]*\"", "…", reason)
-    return re.sub(r"(?<![\w.])-?\d[\d.:eE+-]*", "N", text)
