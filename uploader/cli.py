@@ -17,13 +17,14 @@ from typing import Any
 from uploader import __version__
 from uploader.batches import Batch
 from uploader.checkpoint import Checkpoint
-from uploader.console import UploadDisplay, format_status, format_upload
+from uploader.console import ReadDisplay, UploadDisplay, format_status, format_upload
 from uploader.errors import ConfigError, UploaderError
 from uploader.options import DEFAULT_BATCH_SIZE, DEFAULT_MAX_REQUEST_BYTES, Options, build_options
-from uploader.pipeline import Progress, Tally, plan_run
+from uploader.pipeline import Tally, plan_run
 from uploader.read import Source, resolve_sources
 from uploader.report import RejectsWriter, figures, format_summary, write_json
 from uploader.send import DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRY_TIME
+from uploader.settings import check_sending, resolve_target
 from uploader.target import DEFAULT_BASE_URL, Credentials, Target
 from uploader.upload import DEFAULT_STATE, UploadOutcome, UploadRun, UploadSettings
 
@@ -273,10 +274,7 @@ def run_upload(args: argparse.Namespace) -> int:
         return _dry_run(args)
     if args.out:
         raise ConfigError("--out goes with --dry-run; an upload writes --report and --rejects")
-    if args.concurrency < 1:
-        raise ConfigError(f"--concurrency must be at least 1, not {args.concurrency}")
-    if args.rate is not None and args.rate <= 0:
-        raise ConfigError(f"--rate must be above 0, not {args.rate}")
+    check_sending(args.concurrency, args.rate)
     options = _options(args)
     sources = resolve_sources(args.paths)
     if args.sandbox:
@@ -297,41 +295,13 @@ def run_upload(args: argparse.Namespace) -> int:
 
 
 def _target_from(args: argparse.Namespace) -> tuple[Target, Credentials]:
-    env = os.environ
-    values = {
-        "org": (args.org or env.get("INTEMPT_ORG"), "--org ORG or INTEMPT_ORG"),
-        "project": (
-            args.project or env.get("INTEMPT_PROJECT"),
-            "--project NAME or INTEMPT_PROJECT",
-        ),
-        "source id": (
-            args.source or env.get("INTEMPT_SOURCE_ID"),
-            "--source ID or INTEMPT_SOURCE_ID",
-        ),
-    }
-    key = None
-    if args.api_key_file:
-        try:
-            with open(args.api_key_file, encoding="utf-8") as fh:
-                key = fh.read()
-        except OSError as exc:
-            raise ConfigError(
-                f"--api-key-file {args.api_key_file}: cannot read ({exc.strerror})"
-            ) from exc
-    else:
-        key = env.get("INTEMPT_API_KEY")
-    values["API key"] = (key, "INTEMPT_API_KEY or --api-key-file FILE")
-    missing = [f"{name} (give {how})" for name, (value, how) in values.items() if not value]
-    if missing:
-        raise ConfigError(
-            "missing " + "; ".join(missing) + ". Or use --sandbox to rehearse against the "
-            "built-in local API"
-        )
-    base_url = args.base_url or env.get("INTEMPT_BASE_URL") or DEFAULT_BASE_URL
-    assert key is not None
-    target = Target(base_url, str(values["org"][0]), str(values["project"][0]),
-                    str(values["source id"][0]).strip())  # fmt: skip
-    return target, Credentials.from_key(key)
+    return resolve_target(
+        org=args.org,
+        project=args.project,
+        source_id=args.source,
+        api_key_file=args.api_key_file or None,
+        base_url=args.base_url,
+    )
 
 
 def _upload(
@@ -463,22 +433,14 @@ def _run_offline(
         if rejects_path
         else None
     )
-    sizes = [s.size for s in sources]
-    bar = _progress_bar(args.quiet, None if None in sizes else sum(s or 0 for s in sizes))
-    done: dict[str, int] = {}
-
-    def on_progress(progress: Progress) -> None:
-        if bar is not None:
-            done[progress.source.name] = progress.bytes_done or 0
-            bar.update(sum(done.values()) - bar.n)
-
+    bar = ReadDisplay(sources) if not args.quiet and sys.stderr.isatty() else None
     try:
         tally = plan_run(
             sources,
             options,
             on_batch=on_batch,
             on_rejects=writer.write if writer else None,
-            on_progress=on_progress,
+            on_progress=bar,
         )
     except BaseException:
         if writer is not None:
@@ -497,16 +459,6 @@ def _run_offline(
     if report_path:
         write_json(report_path, figures(tally, options.timezone))
     return tally
-
-
-def _progress_bar(quiet: bool, total: int | None) -> Any:
-    if quiet or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="Reading", file=sys.stderr
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,6 +1,7 @@
-"""What a person sees in a terminal or a cron log: progress and the end-of-run summary.
+"""What a person sees in a terminal, a cron log or a notebook: progress and summaries.
 
-Shell-side only: the core reports progress through callbacks and never imports tqdm.
+Shell-side only: the core reports progress through callbacks and never imports tqdm. In a
+notebook `tqdm.auto` draws widgets; in a terminal plain tqdm draws text bars.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from uploader.checkpoint import FileRecord, RunRecord
+from uploader.pipeline import Progress
+from uploader.read import Source
 from uploader.upload import UploadOutcome, UploadProgress
 
 # A log line this often when stderr is not a terminal (cron, CI): often enough to see that
@@ -19,13 +22,58 @@ from uploader.upload import UploadOutcome, UploadProgress
 LOG_INTERVAL_S = 5.0
 
 
-class UploadDisplay:
-    """tqdm bars on a terminal; a plain line every few seconds elsewhere; nothing if quiet."""
+def _tqdm(notebook: bool) -> Any:
+    if notebook:
+        from tqdm.auto import tqdm as auto  # probes for Jupyter on import: only when wanted
 
-    def __init__(self, quiet: bool, stream: IO[str] | None = None) -> None:
+        return auto
+    from tqdm import tqdm
+
+    return tqdm
+
+
+class ReadDisplay:
+    """validate: a bar of the bytes of the files read, or of rows where an input is in
+    memory (a DataFrame has no size on disk)."""
+
+    def __init__(self, sources: Sequence[Source], *, notebook: bool = False) -> None:
+        sizes = [s.size for s in sources]
+        rows = [s.rows for s in sources]
+        self.by_bytes = None not in sizes
+        tqdm = _tqdm(notebook)
+        common: dict[str, Any] = {"desc": "Read", "dynamic_ncols": True, "unit_scale": True}
+        if not notebook:
+            common["file"] = sys.stderr
+        if self.by_bytes:
+            total = sum(s or 0 for s in sizes)
+            self.bar = tqdm(total=total, unit="B", unit_divisor=1024, **common)
+        else:
+            total_rows = None if None in rows else sum(r or 0 for r in rows)
+            self.bar = tqdm(total=total_rows, unit=" rows", **common)
+        self.done: dict[str, int] = {}
+
+    def __call__(self, progress: Progress) -> None:
+        if self.by_bytes:
+            self.done[progress.source.name] = progress.bytes_done or 0
+            self.bar.update(sum(self.done.values()) - self.bar.n)
+        else:
+            self.bar.update(progress.rows)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class UploadDisplay:
+    """upload: tqdm bars on a terminal or in a notebook; a plain line every few seconds
+    elsewhere (cron, CI); nothing if quiet."""
+
+    def __init__(
+        self, quiet: bool, stream: IO[str] | None = None, *, notebook: bool = False
+    ) -> None:
         self.stream = stream or sys.stderr
         self.quiet = quiet
-        self.tty = self.stream.isatty()
+        self.notebook = notebook
+        self.tty = notebook or self.stream.isatty()
         self.bars: dict[str, Any] = {}
         self.last_log = time.monotonic()  # the first line after LOG_INTERVAL_S, not at once
         self.last: UploadProgress | None = None
@@ -41,19 +89,15 @@ class UploadDisplay:
             self._log(progress)
 
     def _bars(self, progress: UploadProgress) -> None:
-        from tqdm import tqdm
-
+        tqdm = _tqdm(self.notebook)
         if not self.bars:
-            common = {"file": self.stream, "dynamic_ncols": True}
+            common: dict[str, Any] = {"dynamic_ncols": True, "unit_scale": True}
+            if not self.notebook:
+                common["file"] = self.stream
             read = (
-                {
-                    "unit": "B",
-                    "unit_scale": True,
-                    "unit_divisor": 1024,
-                    "total": progress.bytes_total,
-                }
+                {"unit": "B", "unit_divisor": 1024, "total": progress.bytes_total}
                 if progress.bytes_total
-                else {"unit": " rows", "unit_scale": True}
+                else {"unit": " rows"}
             )
             self.bars = {
                 "read": tqdm(desc="Read     ", position=0, **read, **common),
