@@ -12,7 +12,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -30,9 +30,11 @@ ID_VERSION_TAG = "uploader-event-id/v1"
 _TOP_ORDER = {name: i for i, name in enumerate(TOP_LEVEL_FIELDS)}
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One item ready to send: its group name, id, serialised JSON, and where it came from."""
+class Event(NamedTuple):
+    """One item ready to send: its group name, id, serialised JSON, and where it came from.
+
+    A NamedTuple rather than a frozen dataclass: one is made per row on the hot path, and a
+    tuple is built several times faster (immutable all the same)."""
 
     name: str
     event_id: str

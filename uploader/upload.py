@@ -14,6 +14,8 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import attrgetter
 from typing import Any
 
 import httpx
@@ -422,21 +424,23 @@ class UploadRun:
 
     def _refs(self, events: Sequence[Event]) -> dict[int, list[int]]:
         refs: dict[int, list[int]] = {}
-        for event in events:
-            refs.setdefault(self.files[event.file].file_id, []).append(event.row)
+        for file, group in groupby(events, key=attrgetter("file")):  # runs of one file
+            refs.setdefault(self.files[file].file_id, []).extend(e.row for e in group)
         return refs
 
     async def _delivered(self, batch: Batch, status: int) -> None:
-        keys: dict[int, bytes] = {}
-        for event in batch.events:
-            if event.key:
-                file_id = self.files[event.file].file_id
-                keys[file_id] = keys.get(file_id, b"") + event.key
-        self.checkpoint.ack(self._refs(batch.events), SENT, keys)
+        refs: dict[int, list[int]] = {}
+        keys: dict[int, list[bytes]] = {}
+        for file, group in groupby(batch.events, key=attrgetter("file")):
+            events = list(group)
+            state = self.files[file]
+            refs.setdefault(state.file_id, []).extend(e.row for e in events)
+            keys.setdefault(state.file_id, []).extend(e.key for e in events if e.key)
+            state.delivered += len(events)
+        joined = {file_id: b"".join(parts) for file_id, parts in keys.items() if parts}
+        self.checkpoint.ack(refs, SENT, joined)
         self.events_sent += len(batch)
         self.delivered_by_event.update(e.name for e in batch.events)
-        for event in batch.events:
-            self.files[event.file].delivered += 1
 
     async def _refused(self, events: Sequence[Event], reason: str) -> None:
         rejects = []
