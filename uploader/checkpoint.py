@@ -291,7 +291,7 @@ class Checkpoint:
             )
 
     def delivered_keys(self, file_id: int) -> bytes:
-        """Content keys (12 bytes each, joined) of the events of an unfinished file already
+        """Content keys (KEY_BYTES each, joined) of the events of an unfinished file already
         sent."""
         blobs = self.db.execute(
             "SELECT keys FROM acks WHERE file_id=? AND keys IS NOT NULL", (file_id,)

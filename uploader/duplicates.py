@@ -1,8 +1,8 @@
-"""Run-wide memory of event ids, in bounded space: 12 bytes a key, not a Python object.
+"""Run-wide memory of event ids, in bounded space: 10 bytes a key, not a Python object.
 
 A 10-million-row backfill must still collapse exact duplicates across the whole upload
 and refuse a given eventId used twice, without holding 10 million Python objects. Keys are
-96 bits of an id's SHA-256 (a false match needs a 96-bit collision: about 1 in 10^15 for
+80 bits of an id's SHA-256 (a false match needs an 80-bit collision: about 1 in 10^10 for
 10 million keys), kept in sorted numpy runs that are looked up with binary search.
 """
 
@@ -12,13 +12,15 @@ import numpy as np
 
 # Keys per sorted run before a new run starts: merging stays cheap (a few MB), and a lookup
 # costs one binary search per run (5 runs for 10 million keys).
-RUN_KEYS = 1 << 21
+RUN_KEYS = 1 << 20
+# Bytes of a key: a 64-bit hi and a 16-bit lo half.
+KEY_BYTES = 10
 # Value stored for a key when the caller gives none.
 NO_VALUE = -1
 
 
 class KeySet:
-    """A set of (hi: uint64, lo: uint32) keys, optionally each with an int64 value (e.g.
+    """A set of (hi: uint64, lo: uint16) keys, optionally each with an int64 value (e.g.
     where it was first seen: 8 more bytes a key). Keys are only ever added."""
 
     def __init__(self, with_values: bool = False) -> None:
@@ -66,17 +68,17 @@ class KeySet:
 
 
 def split_keys(digests: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
-    """(hi, lo) key halves from the first 12 bytes of each digest."""
-    return split_key_blob(b"".join(d[:12] for d in digests))
+    """(hi, lo) key halves from the first KEY_BYTES bytes of each digest."""
+    return split_key_blob(b"".join(d[:KEY_BYTES] for d in digests))
 
 
 def split_key_blob(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """(hi, lo) key halves of 12-byte keys laid end to end."""
+    """(hi, lo) key halves of KEY_BYTES-byte keys laid end to end."""
     if not blob:
-        return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.uint32)
-    raw = np.frombuffer(blob, dtype=np.uint8).reshape(-1, 12)
+        return np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.uint16)
+    raw = np.frombuffer(blob, dtype=np.uint8).reshape(-1, KEY_BYTES)
     hi = raw[:, :8].copy().view(np.uint64).ravel()
-    lo = raw[:, 8:12].copy().view(np.uint32).ravel()
+    lo = raw[:, 8:KEY_BYTES].copy().view(np.uint16).ravel()
     return hi, lo
 
 

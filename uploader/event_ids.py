@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from uploader.contract import TOP_LEVEL_FIELDS
-from uploader.duplicates import NO_VALUE, KeySet, first_occurrences, split_keys
+from uploader.duplicates import KEY_BYTES, NO_VALUE, KeySet, first_occurrences, split_keys
 from uploader.mapping import MappedChunk
 from uploader.reasons import Reason
 from uploader.validate import RowReject, reject_row
@@ -41,7 +41,7 @@ class Event(NamedTuple):
     item: bytes
     file: str
     row: int
-    key: bytes = b""  # 12 bytes of the content hash (derived ids only): see duplicates.py
+    key: bytes = b""  # KEY_BYTES of the content hash (derived ids only): see duplicates.py
 
 
 class DuplicateTracker:
@@ -152,7 +152,7 @@ def assign_event_ids(
     kept = np.flatnonzero(keep).tolist()
     name_list = names.to_pylist()
     item_list = pc.cast(items, pa.binary()).to_pylist()
-    keys = [d[:12] if e else b"" for d, e in zip(digests, derive.tolist(), strict=True)]
+    keys = [d[:KEY_BYTES] if e else b"" for d, e in zip(digests, derive.tolist(), strict=True)]
     events = [Event(name_list[j], ids[j], item_list[j], file, rows[j], keys[j]) for j in kept]
     collapsed = [rows[j] for j in np.flatnonzero(~keep & derive).tolist()]
     return Identified(events, rejects, collapsed)
