@@ -29,5 +29,10 @@ lint: $(VENV)/.installed-dev
 test: lint
 	$(BIN)/pytest
 
+# Generates the data (1M and 10M rows) on first use, then runs every contender; 20-40 min.
+# Results: bench/results/results.json, docs/benchmarks.png; write-up in docs/benchmarks.md.
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/run.py
+
 clean:
 	rm -rf $(VENV) .uploader out

@@ -336,6 +336,7 @@ class UploadRun:
                 self._events(sources, emit), self.options.batch_size, self.options.max_request_bytes
             )
             for batch in batches:
+                self.tally.add_batch(batch)  # the bytes packed; requests come from the sender
                 if self.on_batch is not None:
                     self.on_batch(batch)
                 emit(batch)
