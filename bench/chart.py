@@ -172,9 +172,10 @@ def draw(data: dict[str, Any], path: Path) -> None:
     width = 0.8 / len(BOUNDED)
     for x, (rows, fmt) in enumerate(inputs):
         for i, name in enumerate(BOUNDED):
-            r = _find(runs, name, 0, rows, fmt)
-            if r is None:
+            found = _find(runs, name, 0, rows, fmt)
+            if found is None:
                 continue
+            r = found
             pos = x + (i - (len(BOUNDED) - 1) / 2) * width
             bar = right.bar(pos, r["peak_rss_mb"], width * 0.95, color=COLOURS[name])
             right.bar_label(bar, [f"{r['peak_rss_mb']:,.0f}"], fontsize=7, padding=1)

@@ -59,8 +59,9 @@ SCHEMA = pa.schema(
 
 def _power_law_cdf(n: int, skew: float) -> np.ndarray:
     weights = 1.0 / np.arange(1, n + 1, dtype=np.float64) ** skew
-    cdf = np.cumsum(weights)
-    return cdf / cdf[-1]
+    cdf: np.ndarray = np.cumsum(weights)
+    normalised: np.ndarray = cdf / cdf[-1]
+    return normalised
 
 
 class Catalogue:

@@ -269,7 +269,9 @@ def _key(name: str, fmt: str, rows: int, latency_ms: int) -> dict[str, Any]:
     return {"contender": name, "format": fmt, "rows": rows, "latency_ms": latency_ms}
 
 
-def _skipped(contender: Contender, rows: int, fmt: str, latency_ms: int, why: str) -> dict:
+def _skipped(
+    contender: Contender, rows: int, fmt: str, latency_ms: int, why: str
+) -> dict[str, Any]:
     return {
         **_key(contender.name, fmt, rows, latency_ms),
         "label": contender.label,
@@ -388,7 +390,9 @@ def tune(rows: int, latency_ms: int, pace: Pace) -> list[dict[str, Any]]:
         sdk_grid = [(e, c) for e in (1000, 5000) for c in (1, 4)]
     grid: list[Contender] = []
     for concurrency, batch in ours_grid:
-        settings = ("--concurrency", str(concurrency), "--batch-size", str(batch), *megabytes)
+        settings: tuple[str, ...] = (
+            *("--concurrency", str(concurrency), "--batch-size", str(batch), *megabytes),
+        )
         name = f"ours c={concurrency} b={batch}"
         grid.append(Contender(name, name, "ours", settings))
     for events, concurrent in sdk_grid:
@@ -548,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chart-only", action="store_true", help="redraw the chart and stop")
     args = parser.parse_args(argv)
 
-    sizes = QUICK_ROWS if args.quick else FULL_ROWS
+    sizes: tuple[int, ...] = QUICK_ROWS if args.quick else FULL_ROWS
     if args.rows:
         sizes = tuple(sorted(int(v.replace("_", "")) for v in args.rows.split(",")))
     name = "quick" if args.quick else "results"
