@@ -5,9 +5,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from uploader.checkpoint import Checkpoint, RowSet, decode_runs, encode_runs, fingerprint
+from uploader.checkpoint import Checkpoint, RowSet, decode_runs, encode_runs
 from uploader.cli import main
 from uploader.errors import CheckpointError
+from uploader.inputs import fingerprint
 from uploader.read import resolve_sources
 
 

@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from uploader.event_ids import canonical_text, event_id_from_text
+from tests.id_oracle import canonical_text, event_id, number_text, value_text
+from uploader.event_ids import canonical_texts, event_id_from_text, value_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ["view", "cart", "remove_from_cart", "purchase"]
@@ -108,27 +109,86 @@ def test_ids_do_not_depend_on_format_column_order_or_chunk_size(
     assert ids_of(run_plan, [shuffled], chunk_rows, **MAPPING) == reference
 
 
-@given(
-    fields=st.dictionaries(
-        st.sampled_from(["userId", "timestamp", "data.productId", "data.price", "data.note"]),
-        st.one_of(
-            st.text(max_size=8), st.integers(), st.floats(allow_nan=False, allow_infinity=False)
+# Values as they reach the id stage: text (ids and strings, never blank: blank cells are
+# absent), whole numbers, doubles of every size and sign, booleans. None: not sent.
+TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
+DOUBLES = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([0.0, -0.0, 3.0, -2.5, 2.0**53, 2.0**53 + 2, -(2.0**60), 1e-7, 1e-6, 1e10,
+                     5e-324, 1.7976931348623157e308, 1e15 + 0.5, 0.1, 94.86]),
+    st.integers(-(2**60), 2**60).map(float),
+)  # fmt: skip
+FIELD_VALUES = {
+    "userId": TEXT,
+    "data.productId": TEXT,
+    "data.note": TEXT,
+    "timestamp": st.integers(1_262_304_000_000, 2_208_988_799_999),
+    "data.quantity": st.integers(1, 2**62),
+    "data.price": DOUBLES,
+    "data.gift": st.booleans(),
+}
+FIELD_TYPES = {
+    "userId": pa.string(),
+    "data.productId": pa.string(),
+    "data.note": pa.string(),
+    "timestamp": pa.int64(),
+    "data.quantity": pa.int64(),
+    "data.price": pa.float64(),
+    "data.gift": pa.bool_(),
+}
+id_rows = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["Product viewed", "Added to cart", "Removed from cart", "Product ordered"]
         ),
-        min_size=1,
+        st.fixed_dictionaries({p: st.one_of(st.none(), v) for p, v in FIELD_VALUES.items()}),
     ),
-    data=st.data(),
+    min_size=1,
+    max_size=20,
 )
-def test_changing_any_sent_value_changes_the_id(fields, data):
-    name = "Product viewed"
-    original = event_id_from_text(canonical_text(name, fields.items()))
-    key = data.draw(st.sampled_from(sorted(fields)))
-    new_value = data.draw(st.one_of(st.text(max_size=8), st.integers()))
-    changed = dict(fields, **{key: new_value})
-    same = canonical_text(name, changed.items()) == canonical_text(name, fields.items())
-    if not same:
-        assert event_id_from_text(canonical_text(name, changed.items())) != original
-    other_name = event_id_from_text(canonical_text("Added to cart", fields.items()))
-    assert other_name != original
+
+
+def product_texts(rows):
+    """The column-wise builder (what the uploader hashes) on these rows."""
+    names = pa.array([name for name, _ in rows], pa.string())
+    texts = {
+        path: value_texts(pa.array([values[path] for _, values in rows], FIELD_TYPES[path]))
+        for path in FIELD_VALUES
+    }
+    return canonical_texts(names, texts).to_pylist()
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=id_rows)
+def test_the_column_wise_id_text_is_the_documented_one(rows):
+    oracle = [
+        canonical_text(name, [(p, v) for p, v in values.items() if v is not None])
+        for name, values in rows
+    ]
+    assert product_texts(rows) == oracle
+    assert [event_id_from_text(t) for t in oracle] == [event_id(t) for t in oracle]
+
+
+@given(value=DOUBLES)
+def test_numbers_are_written_to_read_back_as_the_same_double(value):
+    written = value_texts(pa.array([value], pa.float64()))[0].as_py()
+    assert written == number_text(value)
+    assert float(written) == value and orjson.loads(written) == value
+
+
+@settings(max_examples=200, deadline=None)
+@given(row=id_rows.map(lambda rows: rows[0]), data=st.data())
+def test_changing_any_sent_value_changes_the_id(row, data):
+    name, values = row
+    sent = sorted(p for p, v in values.items() if v is not None)
+    if not sent:
+        return
+    path = data.draw(st.sampled_from(sent))
+    new = data.draw(FIELD_VALUES[path].filter(lambda v: value_text(v) != value_text(values[path])))
+    changed = (name, dict(values, **{path: new}))
+    renamed = ("Product viewed" if name != "Product viewed" else "Added to cart", values)
+    original, after_change, after_rename = product_texts([row, changed, renamed])
+    assert len({event_id(original), event_id(after_change), event_id(after_rename)}) == 3
 
 
 def test_text_values_cannot_forge_another_field():
@@ -147,11 +207,11 @@ def test_worked_example_in_the_docs_is_true(run_plan):
     assert f"```\n{text}\n```" in doc
     digest = hashlib.sha256(text.encode()).hexdigest()
     assert digest in doc
-    event_id = event_id_from_text(text)
-    assert f"eventId = {event_id}" in doc
+    expected = event_id_from_text(text)
+    assert f"eventId = {expected}" in doc
     for sample in ("interactions.csv", "interactions.parquet"):
         _, batches, _ = run_plan([ROOT / "sample_data" / sample])
-        assert batches[0].events[0].event_id == event_id
+        assert batches[0].events[0].event_id == expected
 
 
 def test_the_documented_hex_recipe_matches():

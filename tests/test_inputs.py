@@ -16,12 +16,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from uploader import core
+from uploader.config import build_config
 from uploader.errors import CheckpointError, InputError
 from uploader.inputs import partitions_of, resolve_sources
-from uploader.options import build_options
+from uploader.results import UploadResult
 from uploader.sandbox import Sandbox
-from uploader.target import Credentials, Target
-from uploader.upload import UploadOutcome, UploadRun, UploadSettings
 
 DAYS = ["2026-11-25", "2026-11-26"]
 
@@ -145,14 +145,9 @@ def test_s3_folder_with_partitions_is_read(s3, run_plan):
     )
 
 
-def upload_to(sb: Sandbox, inputs: list[str], state: Path) -> UploadOutcome:
-    settings = UploadSettings(
-        target=Target(sb.base_url, sb.org, sb.project, sb.source),
-        credentials=Credentials.from_key(sb.api_key),
-        state=str(state),
-    )
-    run = UploadRun(resolve_sources(inputs), build_options(None), settings)
-    return asyncio.run(run.run())
+def upload_to(sb: Sandbox, inputs: list[str], state: Path) -> UploadResult:
+    config = build_config(inputs, command="upload", sandbox=sb, state=state)
+    return asyncio.run(core.upload_async(config))
 
 
 def test_s3_upload_skips_a_delivered_object_and_refuses_a_changed_one(s3, tmp_path):
@@ -166,7 +161,7 @@ def test_s3_upload_skips_a_delivered_object_and_refuses_a_changed_one(s3, tmp_pa
         put("daily/part-0.csv", CSV + b"2024-05-02T14:38:26Z,view,S9,u9\n")
         with pytest.raises(CheckpointError, match="changed since 2 of its events"):
             upload_to(sb, [uri], state)
-    assert first.figures["events_sent"] == 2
+    assert first.events_sent == 2
     assert again.skipped_files == ((uri, "already uploaded (2 events)"),)
 
 

@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,13 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from uploader import core
 from uploader.cli import main
+from uploader.config import build_config
 from uploader.errors import CheckpointError
-from uploader.options import build_options
-from uploader.read import resolve_sources
+from uploader.progress import Progress
+from uploader.results import UploadResult
 from uploader.sandbox import Sandbox
-from uploader.target import Credentials, Target
-from uploader.upload import UploadOutcome, UploadRun, UploadSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = "ts,event,sku,user_id,qty\n"
@@ -41,23 +42,39 @@ def export(rows: int, bad_every: int = 0, seed: int = 1) -> str:
     return HEADER + "\n".join(lines) + "\n"
 
 
-def settings_for(sb: Sandbox, state: Path, **kw: Any) -> UploadSettings:
-    return UploadSettings(
-        target=Target(sb.base_url, sb.org, sb.project, sb.source),
-        credentials=Credentials.from_key(sb.api_key),
-        state=str(state),
-        **kw,
-    )
-
-
 async def no_wait(_: float) -> None:
     await asyncio.sleep(0)
 
 
-def upload(paths, sb: Sandbox, state: Path, *, batch_size=50, sleep=no_wait, **kw) -> UploadOutcome:
-    options = build_options(None, batch_size=batch_size, mapping=["data.quantity=qty"])
-    run = UploadRun(resolve_sources(paths), options, settings_for(sb, state, **kw), sleep=sleep)
-    return asyncio.run(run.run())
+def upload(
+    paths: list[Any],
+    sb: Sandbox,
+    state: Path,
+    *,
+    batch_size: int = 50,
+    sleep: Any = no_wait,
+    stop_when: Any = None,
+    mapping: Any = ("data.quantity=qty",),
+    **options: Any,
+) -> UploadResult:
+    """Upload to the sandbox through the core, as both shells do; `stop_when(progress)`
+    returning True asks the run to stop, as a first Ctrl-C does."""
+    config = build_config(
+        paths,
+        command="upload",
+        sandbox=sb,
+        state=state,
+        batch_size=batch_size,
+        mapping=list(mapping),
+        **options,
+    )
+    stop = threading.Event()
+
+    def observe(event: Any) -> None:
+        if stop_when is not None and isinstance(event, Progress) and stop_when(event):
+            stop.set()
+
+    return asyncio.run(core.upload_async(config, observe, sleep=sleep, stop=stop))
 
 
 def stored_ids(sb: Sandbox) -> list[str]:
@@ -77,8 +94,8 @@ def test_clean_upload_stores_every_valid_row_once(write_csv, tmp_path):
         outcome = upload([path], sb, tmp_path / "state.db")
         stats = sb.stats()
     assert outcome.status == "completed"
-    assert outcome.figures["events_sent"] == 594
-    assert outcome.figures["events_rejected"] == 6
+    assert outcome.events_sent == 594
+    assert outcome.events_rejected == 6
     assert stats["events"] == stats["unique_event_ids"] == 594
     assert stats["key_in_query"] == 0
 
@@ -102,7 +119,7 @@ def test_every_fault_mix_ends_with_every_valid_row_stored(write_csv, tmp_path, f
         stats = sb.stats()
     assert outcome.status == "completed", outcome.message
     valid = 400 - 8
-    assert outcome.figures["events_sent"] == valid
+    assert outcome.events_sent == valid
     assert stats["unique_event_ids"] == valid
     # Only requests whose answer was lost (dropped connections) can store twice.
     assert stats["duplicate_events"] <= stats.get("dropped", 0) * 50
@@ -114,8 +131,8 @@ def test_a_rerun_sends_nothing_and_says_the_file_was_uploaded(write_csv, tmp_pat
         first = upload([path], sb, tmp_path / "state.db")
         second = upload([path], sb, tmp_path / "state.db")
         stats = sb.stats()
-    assert first.figures["events_sent"] == 120
-    assert second.figures["events_sent"] == 0
+    assert first.events_sent == 120
+    assert second.events_sent == 0
     assert second.skipped_files == ((str(path), "already uploaded (120 events)"),)
     assert stats["events"] == 120
 
@@ -126,14 +143,14 @@ def test_force_sends_a_completed_file_again(write_csv, tmp_path):
         upload([path], sb, tmp_path / "state.db")
         again = upload([path], sb, tmp_path / "state.db", force=True)
         assert sb.stats()["events"] == 60
-    assert again.figures["events_sent"] == 30
+    assert again.events_sent == 30
 
 
 def test_a_changed_file_is_not_resumed_silently(write_csv, tmp_path):
     path = write_csv(export(300))
     state = tmp_path / "state.db"
     with Sandbox() as sb:
-        assert upload([path], sb, state).figures["events_sent"] == 300
+        assert upload([path], sb, state).events_sent == 300
         path.write_text(export(301))
         with pytest.raises(CheckpointError) as info:
             upload([path], sb, state)
@@ -141,7 +158,7 @@ def test_a_changed_file_is_not_resumed_silently(write_csv, tmp_path):
         assert "--restart" in str(info.value) and "--force" in str(info.value)
         assert sb.stats()["events"] == 300  # nothing was sent
         restarted = upload([path], sb, state, restart=True)
-        assert restarted.figures["events_sent"] == 301
+        assert restarted.events_sent == 301
 
 
 def test_retries_exhausted_abort_and_a_rerun_resumes(write_csv, tmp_path):
@@ -155,34 +172,23 @@ def test_retries_exhausted_abort_and_a_rerun_resumes(write_csv, tmp_path):
         again = upload([path], sb, state)
         assert sb.stats()["unique_event_ids"] == 200
     assert again.status == "completed"
-    assert again.figures["events_sent"] == 200
+    assert again.events_sent == 200
 
 
 def test_resume_after_abort_sends_only_what_is_left(write_csv, tmp_path):
     path = write_csv(export(500))
     state = tmp_path / "state.db"
     with Sandbox(latency_ms=50) as sb:
-        # Stop the run after a few batches by asking it to stop from the progress callback.
-        options = build_options(None, batch_size=50, mapping=["data.quantity=qty"])
-        run: UploadRun
-
-        def stop_after_some(progress: Any) -> None:
-            if progress.events_sent >= 150:
-                run.request_stop()
-
-        run = UploadRun(
-            resolve_sources([path]), options, settings_for(sb, state, concurrency=1),
-            on_progress=stop_after_some,
-        )  # fmt: skip
-        first = asyncio.run(run.run())
+        # Stop the run after a few batches, as a first Ctrl-C does.
+        first = upload([path], sb, state, concurrency=1, stop_when=lambda p: p.events_sent >= 150)
         assert first.status == "interrupted"
-        sent_first = first.figures["events_sent"]
+        sent_first = first.events_sent
         assert 150 <= sent_first < 500
         second = upload([path], sb, state)
         stats = sb.stats()
     assert second.status == "completed"
-    assert second.figures["events_skipped_already_sent"] == sent_first
-    assert second.figures["events_sent"] == 500 - sent_first
+    assert second.events_skipped_already_sent == sent_first
+    assert second.events_sent == 500 - sent_first
     assert stats["events"] == stats["unique_event_ids"] == 500
 
 
@@ -328,7 +334,7 @@ def test_files_are_tracked_per_target(write_csv, tmp_path):
     with Sandbox(org="acme", project="shop", source="1234567890123456789") as production:
         real = upload([path], production, state)
         assert production.stats()["events"] == 40
-    assert real.figures["events_sent"] == 40  # the rehearsal does not count as delivered
+    assert real.events_sent == 40  # the rehearsal does not count as delivered
 
 
 def test_the_first_event_of_each_name_goes_alone_before_the_fan_out(write_csv, tmp_path):
@@ -366,22 +372,15 @@ def test_resuming_parquet_skips_finished_row_groups(write_parquet, tmp_path):
     )
     path = write_parquet(table, row_group_size=100)
     state = tmp_path / "state.db"
-    options = build_options(None, batch_size=50)
     with Sandbox(latency_ms=20) as sb:
-        run: UploadRun
-
-        def stop_after_some(progress: Any) -> None:
-            if progress.events_sent >= 600:
-                run.request_stop()
-
-        settings = settings_for(sb, state, concurrency=1)
-        run = UploadRun(resolve_sources([path]), options, settings, on_progress=stop_after_some)
-        first = asyncio.run(run.run())
+        first = upload(
+            [path], sb, state, concurrency=1, mapping=(), stop_when=lambda p: p.events_sent >= 600
+        )
         assert first.status == "interrupted"
-        second = asyncio.run(UploadRun(resolve_sources([path]), options, settings).run())
+        second = upload([path], sb, state, concurrency=1, mapping=())
         stats = sb.stats()
     assert second.status == "completed"
-    assert second.figures["rows_skipped_done_before"] >= 500  # whole groups, not re-derived
-    assert second.figures["rows_skipped_done_before"] % 100 == 0
+    assert second.rows_skipped_done_before >= 500  # whole groups, not re-derived
+    assert second.rows_skipped_done_before % 100 == 0
     assert stats["unique_event_ids"] == 1_500
     assert stats["duplicate_events"] == 0  # repeats of skipped rows were not sent again

@@ -2,24 +2,30 @@
 
 From Python (a notebook or a script): `validate(source, **options)` and
 `upload(source, **options)`, and their `async` variants; see uploader/api.py.
+
+Importing the package is cheap: the API (and with it pandas, pyarrow and httpx) loads on
+first use of one of the names below, so that `uploader --help` starts at once.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from typing import Any
 
-# Imported eagerly, after __version__ (which the modules below read): importing the API
-# loads the `uploader.validate` stage module first, so the function bound here is what
-# `uploader.validate` names from then on. (A lazy __getattr__ would lose that race.)
-from uploader.api import upload, upload_async, validate, validate_async
-from uploader.results import UploadResult, ValidationResult
+from uploader.version import __version__
 
-__all__ = [
-    "UploadResult",
-    "ValidationResult",
-    "__version__",
-    "upload",
-    "upload_async",
-    "validate",
-    "validate_async",
-]
+_FROM_API = ("upload", "upload_async", "validate", "validate_async")
+_FROM_RESULTS = ("UploadResult", "ValidationResult")
+
+__all__ = ["__version__", *_FROM_API, *_FROM_RESULTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_API:
+        from uploader import api
+
+        return getattr(api, name)
+    if name in _FROM_RESULTS:
+        from uploader import results
+
+        return getattr(results, name)
+    raise AttributeError(f"module 'uploader' has no attribute {name!r}")

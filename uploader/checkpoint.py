@@ -11,7 +11,6 @@ that went out in 20,000 requests costs 20,000 small records, not 10 million.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import time
@@ -24,9 +23,6 @@ import orjson
 from uploader.errors import CheckpointError
 from uploader.read import Source
 
-# Bytes read from the head and the tail of a file for its fingerprint: enough to tell two
-# exports apart, cheap enough that resuming a finished 10 GB file costs milliseconds.
-FINGERPRINT_SAMPLE = 1 << 20
 SCHEMA_VERSION = 1
 SENT = "sent"  # acknowledged by the API
 SETTLED = "settled"  # needs no sending: rejected before sending, or an exact repeat
@@ -78,28 +74,6 @@ class RunRecord:
     status: str
     target: str
     possibly_resent: int
-
-
-def fingerprint(source: Source) -> str:
-    """Content fingerprint of an input: size plus head and tail bytes (files), or the
-    table's own content hash (in-memory tables)."""
-    digest = hashlib.sha256()
-    if source.format == "table":
-        assert source.table is not None
-        import pandas as pd  # only in-memory tables need it
-
-        frame = source.table.to_pandas()
-        digest.update(",".join(map(str, frame.columns)).encode())
-        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-        return "table:" + digest.hexdigest()
-    size = source.size or 0
-    digest.update(str(size).encode())
-    with source.open_file() as fh:  # local or object storage alike: two ranged reads
-        digest.update(fh.read(FINGERPRINT_SAMPLE))
-        if size > FINGERPRINT_SAMPLE:
-            fh.seek(max(FINGERPRINT_SAMPLE, size - FINGERPRINT_SAMPLE))
-            digest.update(fh.read(FINGERPRINT_SAMPLE))
-    return "sha256:" + digest.hexdigest()
 
 
 def encode_runs(rows: Sequence[int]) -> bytes:

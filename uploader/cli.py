@@ -7,26 +7,26 @@ Exit codes: 0 all rows valid (and, for upload, delivered); 1 finished with rejec
 from __future__ import annotations
 
 import argparse
-import asyncio
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from uploader import __version__
-from uploader.batches import Batch
-from uploader.checkpoint import Checkpoint
-from uploader.console import ReadDisplay, UploadDisplay, format_status, format_upload
+from uploader.config import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_RETRY_TIME,
+    DEFAULT_STATE,
+    build_config,
+)
 from uploader.errors import ConfigError, UploaderError
-from uploader.options import DEFAULT_BATCH_SIZE, DEFAULT_MAX_REQUEST_BYTES, Options, build_options
-from uploader.pipeline import Tally, plan_run
-from uploader.read import Source, resolve_sources
-from uploader.report import RejectsWriter, figures, format_summary, write_json
-from uploader.send import DEFAULT_CONCURRENCY, DEFAULT_MAX_RETRY_TIME
-from uploader.settings import check_sending, resolve_target
-from uploader.target import DEFAULT_BASE_URL, Credentials, Target
-from uploader.upload import DEFAULT_STATE, UploadOutcome, UploadRun, UploadSettings
+from uploader.options import DEFAULT_BATCH_SIZE, DEFAULT_MAX_REQUEST_BYTES
+from uploader.target import DEFAULT_BASE_URL
+from uploader.version import __version__
+
+# The shell imports the core (pandas, pyarrow, httpx) only once a command runs, so that
+# `uploader --help` and `uploader --version` answer at once.
 
 EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_ABORTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -247,26 +247,38 @@ def _add_upload_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _options(args: argparse.Namespace) -> Options:
-    return build_options(
-        args.config,
-        event=args.event,
-        event_column=args.event_column,
-        event_map=args.event_map,
-        mapping=args.mapping,
-        timestamp_unit=args.timestamp_unit,
-        timestamp_format=args.timestamp_format,
-        timezone=args.timezone,
-        no_timestamp=args.no_timestamp,
-        keep_duplicates=args.keep_duplicates,
-        batch_size=args.batch_size,
-        max_request_bytes=args.max_request_bytes,
-    )
+def _mapping(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "config": args.config,
+        "event": args.event,
+        "event_column": args.event_column,
+        "event_map": args.event_map,
+        "mapping": args.mapping,
+        "timestamp_unit": args.timestamp_unit,
+        "timestamp_format": args.timestamp_format,
+        "timezone": args.timezone,
+        "no_timestamp": args.no_timestamp,
+        "keep_duplicates": args.keep_duplicates,
+        "batch_size": args.batch_size,
+        "max_request_bytes": args.max_request_bytes,
+    }
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    tally = _run_offline(args, args.rejects, args.report, on_batch=None)
-    return EXIT_REJECTS if tally.events_rejected else EXIT_OK
+    from uploader import core
+    from uploader.console import ReadDisplay, format_result
+
+    config = build_config(
+        args.paths, command="validate", rejects=args.rejects, report=args.report, **_mapping(args)
+    )
+    display = ReadDisplay() if not args.quiet and sys.stderr.isatty() else None
+    try:
+        result = core.validate(config, display)
+    finally:
+        if display is not None:
+            display.close()
+    print(format_result(result))
+    return EXIT_REJECTS if result.events_rejected else EXIT_OK
 
 
 def run_upload(args: argparse.Namespace) -> int:
@@ -274,121 +286,87 @@ def run_upload(args: argparse.Namespace) -> int:
         return _dry_run(args)
     if args.out:
         raise ConfigError("--out goes with --dry-run; an upload writes --report and --rejects")
-    check_sending(args.concurrency, args.rate)
-    options = _options(args)
-    sources = resolve_sources(args.paths)
-    if args.sandbox:
-        from uploader.sandbox import Sandbox
+    from uploader import core
+    from uploader.console import UploadDisplay, format_result
+    from uploader.progress import Progress, SandboxStarted, Stopping
 
-        with Sandbox() as sandbox:
-            target = Target(sandbox.base_url, sandbox.org, sandbox.project, sandbox.source)
-            print(f"Uploading to the built-in sandbox at {sandbox.base_url}", file=sys.stderr)
-            code = _upload(args, options, sources, target, Credentials.from_key(sandbox.api_key))
-            stats = sandbox.stats()
-            print(
-                f"The sandbox stored {stats['events']:,} events "
-                f"({stats['unique_event_ids']:,} distinct ids) from {stats['requests']:,} requests."
-            )
-            return code
-    target, credentials = _target_from(args)
-    return _upload(args, options, sources, target, credentials)
-
-
-def _target_from(args: argparse.Namespace) -> tuple[Target, Credentials]:
-    return resolve_target(
-        org=args.org,
-        project=args.project,
-        source_id=args.source,
-        api_key_file=args.api_key_file or None,
-        base_url=args.base_url,
+    # With --sandbox the target flags are left aside, so that a real upload's command line
+    # can rehearse by adding --sandbox.
+    target = (
+        {"sandbox": True}
+        if args.sandbox
+        else {
+            "org": args.org,
+            "project": args.project,
+            "source_id": args.source,
+            "api_key_file": args.api_key_file or None,
+            "base_url": args.base_url,
+        }
     )
-
-
-def _upload(
-    args: argparse.Namespace,
-    options: Options,
-    sources: list[Source],
-    target: Target,
-    credentials: Credentials,
-) -> int:
-    settings = UploadSettings(
-        target=target,
-        credentials=credentials,
+    config = build_config(
+        args.paths,
+        command="upload",
+        rejects=args.rejects,
+        report=args.report,
         state=args.state,
         concurrency=args.concurrency,
         rate=args.rate,
         max_retry_time=args.max_retry_time,
         force=args.force,
         restart=args.restart,
+        **target,
+        **_mapping(args),
     )
-    writer = (
-        RejectsWriter(args.rejects, [c for s in sources for c in s.columns])
-        if args.rejects
-        else None
+    display = UploadDisplay(
+        args.quiet,
+        stopping="\nuploader: stopping after the requests in flight (Ctrl-C again to quit now)",
     )
-    display = UploadDisplay(args.quiet)
-    run = UploadRun(
-        sources,
-        options,
-        settings,
-        on_progress=display,
-        on_rejects=writer.write if writer else None,
-    )
+
+    def observe(event: Progress | Stopping | SandboxStarted) -> None:
+        if isinstance(event, SandboxStarted):
+            print(f"Uploading to the built-in sandbox at {event.base_url}", file=sys.stderr)
+        else:
+            display(event)
+
     try:
-        outcome = asyncio.run(_with_signals(run))
-    except BaseException:
-        if writer is not None:
-            writer.abandon()
-        raise
+        with _sigterm_as_interrupt():
+            result = core.upload(config, observe)
     finally:
         display.close()
-    if writer is not None:
-        writer.close()
-    if outcome.tally.files:
-        print(format_summary(outcome.tally, planned=False))
-    else:
-        print("Nothing to read: every input was uploaded before.")
-    print(format_upload(outcome))
-    if writer is not None:
-        print(f"Rejected rows written to {args.rejects} ({writer.count:,} rows).")
-    if args.report:
-        write_json(args.report, dict(outcome.figures, status=outcome.status))
-    if outcome.status == "aborted":
-        print(f"uploader: aborted: {outcome.message}", file=sys.stderr)
+    print(format_result(result))
+    if result.status == "aborted":
+        print(f"uploader: aborted: {result.message}", file=sys.stderr)
         print("Delivered rows are recorded; run the same command to resume.", file=sys.stderr)
         return EXIT_ABORTED
-    if outcome.status == "interrupted":
+    if result.status == "interrupted":
         print("uploader: interrupted; run the same command to resume.", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return EXIT_REJECTS if outcome.figures["events_rejected"] > args.max_rejects else EXIT_OK
+    return EXIT_REJECTS if result.events_rejected > args.max_rejects else EXIT_OK
 
 
-async def _with_signals(run: UploadRun) -> UploadOutcome:
-    """First Ctrl-C: stop taking batches and let in-flight ones finish. Second: leave now
-    (the state file stays consistent: every write to it is one transaction)."""
-    loop = asyncio.get_running_loop()
-    presses = 0
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler stopping the job) stops the run like a first Ctrl-C: the
+    requests in flight finish and the state file records them."""
 
-    def on_interrupt() -> None:
-        nonlocal presses
-        presses += 1
-        if presses > 1:
-            os._exit(EXIT_INTERRUPTED)
-        print(
-            "\nuploader: stopping after the requests in flight (Ctrl-C again to quit now)",
-            file=sys.stderr,
-        )
-        run.request_stop()
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
 
     try:
-        loop.add_signal_handler(signal.SIGINT, on_interrupt)
-        loop.add_signal_handler(signal.SIGTERM, on_interrupt)
-    except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
-        pass
-    return await run.run()
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: no signals here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_status(args: argparse.Namespace) -> int:
+    from uploader.checkpoint import Checkpoint
+    from uploader.console import format_status
+
     if not os.path.exists(args.state):
         raise ConfigError(f"no state file at {args.state}; give --state FILE")
     checkpoint = Checkpoint(args.state)
@@ -402,63 +380,20 @@ def run_status(args: argparse.Namespace) -> int:
 def _dry_run(args: argparse.Namespace) -> int:
     if not args.out:
         raise UploaderError("--dry-run needs --out DIR, the folder for requests.jsonl")
-    os.makedirs(args.out, exist_ok=True)
-    requests_path = os.path.join(args.out, "requests.jsonl")
-    rejects = args.rejects or os.path.join(args.out, "rejects.csv")
-    report = args.report or os.path.join(args.out, "report.json")
-    partial = f"{requests_path}.partial"
-    with open(partial, "wb") as fh:
+    from uploader import core
+    from uploader.console import format_result
 
-        def write_body(batch: Batch) -> None:
-            fh.write(batch.body + b"\n")
-
-        try:
-            tally = _run_offline(args, rejects, report, on_batch=write_body)
-        except BaseException:
-            fh.close()
-            os.unlink(partial)
-            raise
-    os.replace(partial, requests_path)
-    print(f"Request bodies: {requests_path} ({tally.requests:,} lines, in send order)")
-    return EXIT_REJECTS if tally.events_rejected else EXIT_OK
-
-
-def _run_offline(
-    args: argparse.Namespace, rejects_path: str | None, report_path: str | None, on_batch: Any
-) -> Tally:
-    options = _options(args)
-    sources = resolve_sources(args.paths)
-    writer = (
-        RejectsWriter(rejects_path, [c for s in sources for c in s.columns])
-        if rejects_path
-        else None
+    config = build_config(
+        args.paths,
+        command="validate",
+        rejects=args.rejects or os.path.join(args.out, "rejects.csv"),
+        report=args.report or os.path.join(args.out, "report.json"),
+        bodies=os.path.join(args.out, "requests.jsonl"),
+        **_mapping(args),
     )
-    bar = ReadDisplay(sources) if not args.quiet and sys.stderr.isatty() else None
-    try:
-        tally = plan_run(
-            sources,
-            options,
-            on_batch=on_batch,
-            on_rejects=writer.write if writer else None,
-            on_progress=bar,
-        )
-    except BaseException:
-        if writer is not None:
-            writer.abandon()
-        raise
-    finally:
-        if bar is not None:
-            bar.close()
-    if writer is not None:
-        writer.close()
-    print(format_summary(tally))
-    if writer is not None:
-        print(f"Rejected rows written to {rejects_path} ({writer.count:,} rows).")
-    elif tally.events_rejected:
-        print("Give --rejects FILE for the full list of rejected rows.")
-    if report_path:
-        write_json(report_path, figures(tally, options.timezone))
-    return tally
+    result = core.validate(config)
+    print(format_result(result))
+    return EXIT_REJECTS if result.events_rejected else EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

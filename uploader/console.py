@@ -1,11 +1,13 @@
 """What a person sees in a terminal, a cron log or a notebook: progress and summaries.
 
-Shell-side only: the core reports progress through callbacks and never imports tqdm. In a
-notebook `tqdm.auto` draws widgets; in a terminal plain tqdm draws text bars.
+Shell-side only: the core reports progress through an observer (progress.py) and returns a
+result record (results.py); this module turns both into text. In a notebook `tqdm.auto`
+draws widgets; in a terminal plain tqdm draws text bars.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -13,9 +15,8 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from uploader.checkpoint import FileRecord, RunRecord
-from uploader.pipeline import Progress
-from uploader.read import Source
-from uploader.upload import UploadOutcome, UploadProgress
+from uploader.progress import Progress, SandboxStarted, Stopping
+from uploader.results import UploadResult, ValidationResult
 
 # A log line this often when stderr is not a terminal (cron, CI): often enough to see that
 # the job moves, rarely enough to keep the log readable.
@@ -36,59 +37,67 @@ class ReadDisplay:
     """validate: a bar of the bytes of the files read, or of rows where an input is in
     memory (a DataFrame has no size on disk)."""
 
-    def __init__(self, sources: Sequence[Source], *, notebook: bool = False) -> None:
-        sizes = [s.size for s in sources]
-        rows = [s.rows for s in sources]
-        self.by_bytes = None not in sizes
-        tqdm = _tqdm(notebook)
-        common: dict[str, Any] = {"desc": "Read", "dynamic_ncols": True, "unit_scale": True}
-        if not notebook:
-            common["file"] = sys.stderr
-        if self.by_bytes:
-            total = sum(s or 0 for s in sizes)
-            self.bar = tqdm(total=total, unit="B", unit_divisor=1024, **common)
-        else:
-            total_rows = None if None in rows else sum(r or 0 for r in rows)
-            self.bar = tqdm(total=total_rows, unit=" rows", **common)
-        self.done: dict[str, int] = {}
+    def __init__(self, *, notebook: bool = False) -> None:
+        self.notebook = notebook
+        self.bar: Any = None
 
-    def __call__(self, progress: Progress) -> None:
-        if self.by_bytes:
-            self.done[progress.source.name] = progress.bytes_done or 0
-            self.bar.update(sum(self.done.values()) - self.bar.n)
-        else:
-            self.bar.update(progress.rows)
+    def __call__(self, event: Progress | Stopping | SandboxStarted) -> None:
+        if not isinstance(event, Progress):
+            return
+        if self.bar is None:
+            common: dict[str, Any] = {"desc": "Read", "dynamic_ncols": True, "unit_scale": True}
+            if not self.notebook:
+                common["file"] = sys.stderr
+            if event.bytes_total is not None:
+                common.update(total=event.bytes_total, unit="B", unit_divisor=1024)
+            else:
+                common.update(total=event.rows_total, unit=" rows")
+            self.bar = _tqdm(self.notebook)(**common)
+        value = event.bytes_read if event.bytes_total is not None else event.rows_read
+        if value > self.bar.n:
+            self.bar.update(value - self.bar.n)
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 class UploadDisplay:
     """upload: tqdm bars on a terminal or in a notebook; a plain line every few seconds
-    elsewhere (cron, CI); nothing if quiet."""
+    elsewhere (cron, CI); nothing if quiet. `stopping` is said at the first interrupt."""
 
     def __init__(
-        self, quiet: bool, stream: IO[str] | None = None, *, notebook: bool = False
+        self,
+        quiet: bool,
+        stream: IO[str] | None = None,
+        *,
+        notebook: bool = False,
+        stopping: str = "",
     ) -> None:
         self.stream = stream or sys.stderr
         self.quiet = quiet
         self.notebook = notebook
+        self.stopping = stopping
         self.tty = notebook or self.stream.isatty()
         self.bars: dict[str, Any] = {}
         self.last_log = time.monotonic()  # the first line after LOG_INTERVAL_S, not at once
-        self.last: UploadProgress | None = None
+        self.last: Progress | None = None
 
-    def __call__(self, progress: UploadProgress) -> None:
-        self.last = progress
+    def __call__(self, event: Progress | Stopping | SandboxStarted) -> None:
+        if isinstance(event, Stopping) and self.stopping:
+            print(self.stopping, file=sys.stderr)
+        if not isinstance(event, Progress):
+            return
+        self.last = event
         if self.quiet:
             return
         if self.tty:
-            self._bars(progress)
+            self._bars(event)
         elif time.monotonic() - self.last_log >= LOG_INTERVAL_S:
             self.last_log = time.monotonic()
-            self._log(progress)
+            self._log(event)
 
-    def _bars(self, progress: UploadProgress) -> None:
+    def _bars(self, progress: Progress) -> None:
         tqdm = _tqdm(self.notebook)
         if not self.bars:
             common: dict[str, Any] = {"dynamic_ncols": True, "unit_scale": True}
@@ -116,7 +125,7 @@ class UploadDisplay:
         if progress.bytes_total:
             self.bars["read"].set_postfix_str(f"{progress.rows_read:,} rows", refresh=False)
 
-    def _log(self, progress: UploadProgress) -> None:
+    def _log(self, progress: Progress) -> None:
         share = (
             f" ({100 * progress.bytes_read / progress.bytes_total:.0f}% of the input)"
             if progress.bytes_total
@@ -137,27 +146,114 @@ class UploadDisplay:
             self._log(self.last)
 
 
-def format_upload(outcome: UploadOutcome) -> str:
-    f = outcome.figures
+def format_result(result: ValidationResult) -> str:
+    """What the command line prints at the end of a run (and `str(result)` gives)."""
+    upload = isinstance(result, UploadResult)
+    if result.files or not upload:
+        parts = [format_summary(result, planned=not upload)]
+    else:
+        parts = ["Nothing to read: every input was uploaded before."]
+    if isinstance(result, UploadResult):
+        parts.append(format_upload(result))
+    if result.rejects_path is not None:
+        parts.append(
+            f"Rejected rows written to {result.rejects_path} ({result.rejects_written:,} rows)."
+        )
+    elif result.rejects_by_cause and not result.kept_rejects and not upload:
+        parts.append("Give --rejects FILE for the full list of rejected rows.")
+    if result.bodies_path is not None:
+        parts.append(
+            f"Request bodies: {result.bodies_path} ({result.requests:,} lines, in send order)"
+        )
+    if isinstance(result, UploadResult) and result.sandbox_stats is not None:
+        stats = result.sandbox_stats
+        parts.append(
+            f"The sandbox stored {stats['events']:,} events "
+            f"({stats['unique_event_ids']:,} distinct ids) from {stats['requests']:,} requests."
+        )
+    return "\n".join(parts)
+
+
+def format_summary(result: ValidationResult, *, planned: bool = True) -> str:
+    """A plan a person can read: what was read, how it was mapped, what would be sent."""
+    lines = [f"Read {result.rows_read:,} rows from {_plural(len(result.files), 'file')}."]
+    seen_plans: list[Any] = []
+    for file in result.files:
+        plan = file.plan
+        if plan in seen_plans:
+            continue
+        seen_plans.append(plan)
+        which = "" if len(result.files) == 1 else f" ({os.path.basename(file.name)} and alike)"
+        event = (
+            f"every row is {plan.event!r}"
+            if plan.event
+            else f"event from column {plan.event_column!r}"
+        )
+        mapped = ", ".join(
+            f"{_label(f.path)} <- {f.column}{'' if f.detected else ' (--map)'}" for f in plan.fields
+        )
+        lines.append(f"Mapping{which}: {event}; {mapped}.")
+        if plan.ignored:
+            lines.append(f"  Columns not sent: {', '.join(plan.ignored)}.")
+    if result.timestamps:
+        read = "; ".join(f"{n:,} {how}" for how, n in result.timestamps.items())
+        lines.append(f"Timestamps: {read}.")
+    if result.ids_normalised:
+        normalised = result.ids_normalised
+        lines.append(f"Ids written as whole floats, normalised (17850.0 -> 17850): {normalised:,}.")
+    lines.append("")
+    lines.append(f"Valid events: {result.events_valid:,}")
+    for name, count in sorted(result.valid_by_event.items()):
+        lines.append(f"  {name:<20} {count:>10,}")
+    if result.duplicates_collapsed:
+        lines.append(
+            f"Exact duplicate rows collapsed into one event: {result.duplicates_collapsed:,} "
+            "(--keep-duplicates sends each)"
+        )
+    if result.rows_ignored:
+        lines.append(f"Rows left out by --event-map …=ignore: {result.rows_ignored:,}")
+    if result.rows_skipped_done_before:
+        lines.append(
+            f"Rows not read again (Parquet row groups finished by an earlier run): "
+            f"{result.rows_skipped_done_before:,}"
+        )
+    found = sum(cause.count for cause in result.rejects_by_cause)
+    lines.append(f"Rejected rows: {found:,}")
+    for cause in result.rejects_by_cause:
+        # The cause without the rows' own values, then one row's words: a count of 427 is
+        # not all for the value quoted in its first example.
+        example = cause.examples[0]
+        lines.append(f"  {cause.count:>8,}  {cause.cause}")
+        where = f"{os.path.basename(example.file)} row {example.row}"
+        own = f"{example.field}: {example.reason}"
+        lines.append(
+            f"            e.g. {where}" + ("" if own == cause.cause else f": {example.reason}")
+        )
+    if planned:
+        lines.append(f"Requests: {result.requests:,} ({result.request_bytes:,} bytes of JSON)")
+    return "\n".join(lines)
+
+
+def format_upload(result: UploadResult) -> str:
     lines = [
         "",
-        f"Delivered: {f['events_sent']:,} events in {f['requests']:,} requests "
-        f"({f['retries']:,} retries) in {f['elapsed_s']:.1f} s, {f['events_per_s']:,.0f} events/s",
+        f"Delivered: {result.events_sent:,} events in {result.requests:,} requests "
+        f"({result.retries:,} retries) in {result.elapsed_s:.1f} s, "
+        f"{result.events_per_s:,.0f} events/s",
     ]
-    if f["status_counts"]:
-        codes = ", ".join(f"{code}: {n:,}" for code, n in f["status_counts"].items())
+    if result.status_counts:
+        codes = ", ".join(f"{code}: {n:,}" for code, n in result.status_counts.items())
         lines.append(f"  Answers: {codes}")
-    if f["events_rejected_by_api"]:
-        lines.append(f"Refused by the API: {f['events_rejected_by_api']:,} (in the rejects file)")
-    if f["events_skipped_already_sent"]:
+    if result.events_rejected_by_api:
+        lines.append(f"Refused by the API: {result.events_rejected_by_api:,} (in the rejects file)")
+    if result.events_skipped_already_sent:
         lines.append(
-            f"Not sent again, delivered by an earlier run: {f['events_skipped_already_sent']:,}"
+            f"Not sent again, delivered by an earlier run: {result.events_skipped_already_sent:,}"
         )
-    if f["possibly_resent"]:
-        lines.append(
-            f"Possibly sent twice (in flight when an earlier run stopped): {f['possibly_resent']:,}"
-        )
-    for name, why in outcome.skipped_files:
+    if result.possibly_resent:
+        resent = result.possibly_resent
+        lines.append(f"Possibly sent twice (in flight when an earlier run stopped): {resent:,}")
+    for name, why in result.skipped_files:
         lines.append(f"Skipped {name}: {why} (--force sends it again)")
     return "\n".join(lines)
 
@@ -182,6 +278,14 @@ def format_status(runs: Sequence[RunRecord], files: Sequence[FileRecord]) -> str
             f"{f.delivered:,} delivered, {f.rejected:,} rejected{left}"
         )
     return "\n".join(lines)
+
+
+def _label(path: str) -> str:
+    return "productId" if path == "data.productId" else path
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
 def _when(epoch: float) -> str:

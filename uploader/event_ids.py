@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -23,7 +23,7 @@ from uploader.contract import TOP_LEVEL_FIELDS
 from uploader.duplicates import KEY_BYTES, NO_VALUE, KeySet, first_occurrences, split_keys
 from uploader.mapping import MappedChunk
 from uploader.reasons import Reason
-from uploader.validate import RowReject, reject_row
+from uploader.validation import RowReject, reject_row
 
 ID_VERSION_TAG = "uploader-event-id/v1"
 # Order of top-level keys in a serialised item (data last), for readable request bodies.
@@ -66,15 +66,6 @@ class DuplicateTracker:
         return self.files.index(name)
 
 
-def canonical_text(name: str, fields: Iterable[tuple[str, Any]], occurrence: int = 1) -> str:
-    """The text hashed into an eventId. `fields` are (path, value) of every sent field."""
-    lines = [ID_VERSION_TAG, f"name={_escape(name)}"]
-    lines.extend(f"{path}={value_text(value)}" for path, value in sorted(fields))
-    if occurrence > 1:
-        lines.append(f"occurrence={occurrence}")
-    return "\n".join(lines)
-
-
 def event_id_from_text(text: str) -> str:
     return _uuid_from_digest(hashlib.sha256(text.encode("utf-8")).digest())
 
@@ -84,20 +75,6 @@ def _uuid_from_digest(full: bytes) -> str:
     digest[6] = (digest[6] & 0x0F) | 0x80  # version 8: custom, hash-based
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 9562 variant
     return str(uuid.UUID(bytes=bytes(digest)))
-
-
-def value_text(value: Any) -> str:
-    if isinstance(value, str):
-        return _escape(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    return orjson.dumps(value).decode()  # a float, written as the JSON body writes it
-
-
-def _escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
 
 
 @dataclass(frozen=True)
@@ -119,16 +96,8 @@ def assign_event_ids(
     take = pa.array(valid, pa.int64())
     names = mapped.names.take(take)
     fields = {p: a.take(take) for p, a in mapped.values.items() if p != "eventId"}
-    texts = {p: _value_text(a) for p, a in fields.items()}
-    canonical = _join(
-        [
-            pa.scalar(ID_VERSION_TAG),
-            _prefixed("name=", _escape_text(names)),
-            *(_prefixed(f"{p}=", texts[p]) for p in sorted(texts)),
-        ],
-        "\n",
-        len(valid),
-    )
+    texts = {p: value_texts(a) for p, a in fields.items()}
+    canonical = canonical_texts(names, texts)
     digests = [hashlib.sha256(t).digest() for t in pc.cast(canonical, pa.binary()).to_pylist()]
     rows = mapped.chunk.rows.take(take).to_pylist()
     file = mapped.chunk.source.name
@@ -249,8 +218,26 @@ _HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _HEX_POSITIONS = [i for i in range(36) if i not in (8, 13, 18, 23)]
 
 
-def _value_text(array: pa.Array) -> pa.Array:
-    """Each value as it is written in the JSON body (strings: unquoted, hash-escaped)."""
+def canonical_texts(names: pa.Array, texts: Mapping[str, pa.Array]) -> pa.Array:
+    """The text hashed into each row's eventId (docs/event-ids.md): the version tag, the
+    event name, then one `path=value` line per sent field in path order. `texts` are the
+    fields' values as `value_texts` writes them (null: the field is not sent)."""
+    return _join(
+        [
+            pa.scalar(ID_VERSION_TAG),
+            _prefixed("name=", _escape_text(names)),
+            *(_prefixed(f"{p}=", texts[p]) for p in sorted(texts)),
+        ],
+        "\n",
+        len(names),
+    )
+
+
+def value_texts(array: pa.Array) -> pa.Array:
+    """Each value as it is written in the id text and, but for quoting, in the JSON body.
+    Text: hash-escaped (`\\`, `\n`, `\r`). Whole doubles below 2**53 (-0.0 included): as
+    integers (3.0 -> 3). Other doubles: the shortest decimal that reads back to the same
+    double, in Arrow's layout (docs/event-ids.md)."""
     kind = array.type
     if pa.types.is_string(kind):
         return _escape_text(array)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import fnmatch
 import glob
+import hashlib
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -23,13 +24,20 @@ import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from uploader.errors import InputError
+from uploader.errors import ConfigError, InputError
 
 # CSV bytes parsed per block; pyarrow's default (1 MiB) is a good fit for our chunk size.
 CSV_BLOCK_BYTES = 1 << 20
 COMPRESSION_BY_SUFFIX = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd"}
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 REMOTE_SCHEMES = ("s3://", "gs://", "gcs://")
+# Bytes read from the head and the tail of a file for its fingerprint: enough to tell two
+# exports apart, cheap enough that resuming a finished 10 GB file costs milliseconds.
+FINGERPRINT_SAMPLE = 1 << 20
+# Hex digits of the content fingerprint that name an unnamed in-memory table: enough to
+# tell a notebook's frames apart. A clash only ever causes a "changed" refusal, never a skip
+# (skipping compares the whole fingerprint).
+NAME_DIGITS = 8
 _GLOB_CHARS = "*?["
 
 
@@ -61,6 +69,73 @@ class Source:
     def compression(self) -> str | None:
         lower = self.name.lower()
         return next((c for s, c in COMPRESSION_BY_SUFFIX.items() if lower.endswith(s)), None)
+
+
+def resolve_inputs(given: Any) -> list[Source]:
+    """Sources from a path, a DataFrame, an Arrow table, a list of those, or {name: frame}.
+
+    In-memory tables are named after their content fingerprint ("<DataFrame 1a2b3c4d>"), so
+    that the same frame is recognised as the same input by the next run, while a different
+    frame is a new input. `{"orders": df}` names it "<orders>": a changed frame under that
+    name is then refused like a changed file."""
+    if isinstance(given, Mapping):
+        items: list[tuple[Any, Any]] = list(given.items())
+    elif isinstance(given, list | tuple):
+        items = [(None, item) for item in given]
+    else:
+        items = [(None, given)]
+    sources: list[Source] = []
+    for name, item in items:
+        if isinstance(item, pa.Table) or _is_dataframe(item):
+            sources.extend(_named(s, name, item) for s in resolve_sources([item]))
+        elif name is not None:
+            raise ConfigError(f"{{{name!r}: ...}}: only DataFrames and Arrow tables take a name")
+        elif isinstance(item, str | os.PathLike):
+            sources.extend(resolve_sources([item]))
+        else:
+            raise InputError(
+                f"cannot read a {type(item).__name__}: give a DataFrame, an Arrow table, "
+                "a path (file, folder or glob), or a list of them"
+            )
+    # The same file named twice, or the same frame passed twice, is read once.
+    seen: set[str] = set()
+    unique = []
+    for source in sources:
+        if source.name not in seen:
+            seen.add(source.name)
+            unique.append(source)
+    return unique or resolve_sources([])  # the reader's own "no input given" message
+
+
+def _named(source: Source, name: Any, item: Any) -> Source:
+    if name is None:
+        kind = "Arrow table" if isinstance(item, pa.Table) else "DataFrame"
+        name = f"{kind} {fingerprint(source).partition(':')[2][:NAME_DIGITS]}"
+    elif not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"a frame's name must be a non-empty string; got {name!r}")
+    return replace(source, name=f"<{name}>")
+
+
+def fingerprint(source: Source) -> str:
+    """Content fingerprint of an input: size plus head and tail bytes (files), or the
+    table's own content hash (in-memory tables)."""
+    digest = hashlib.sha256()
+    if source.format == "table":
+        assert source.table is not None
+        import pandas as pd  # only in-memory tables need it
+
+        frame = source.table.to_pandas()
+        digest.update(",".join(map(str, frame.columns)).encode())
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+        return "table:" + digest.hexdigest()
+    size = source.size or 0
+    digest.update(str(size).encode())
+    with source.open_file() as fh:  # local or object storage alike: two ranged reads
+        digest.update(fh.read(FINGERPRINT_SAMPLE))
+        if size > FINGERPRINT_SAMPLE:
+            fh.seek(max(FINGERPRINT_SAMPLE, size - FINGERPRINT_SAMPLE))
+            digest.update(fh.read(FINGERPRINT_SAMPLE))
+    return "sha256:" + digest.hexdigest()
 
 
 def resolve_sources(inputs: Sequence[Any]) -> list[Source]:

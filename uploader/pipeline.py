@@ -18,24 +18,14 @@ from uploader.contract import EVENT_NAMES
 from uploader.event_ids import DuplicateTracker, Event, assign_event_ids
 from uploader.mapping import MappingPlan, map_columns, plan_mapping
 from uploader.options import Options
+from uploader.progress import Observer, Progress, ReadMeter
 from uploader.read import CHUNK_ROWS, Chunk, DoneRows, Source, read_frames
 from uploader.reasons import Reason
-from uploader.validate import RowReject, reject_row, validate_rows
+from uploader.validation import RowReject, reject_row, validate_rows
 
 LONGEST_NAME = max(EVENT_NAMES, key=len)
 # Examples of each reject cause kept for the summary.
 EXAMPLES_PER_CAUSE = 3
-
-
-@dataclass(frozen=True)
-class Progress:
-    """What the pipeline reports as it goes: a chunk of `rows` read from `source`."""
-
-    source: Source
-    rows: int
-    events: int
-    rejects: int
-    bytes_done: int | None  # how far into the source file reading has come
 
 
 @dataclass
@@ -48,6 +38,8 @@ class Tally:
     duplicates_collapsed: int = 0
     rows_ignored: int = 0
     rows_skipped: int = 0  # not read again: dealt with in an earlier run (Parquet row groups)
+    already_sent: int = 0  # events an earlier run delivered (resuming): not sent again
+    refused_before: int = 0  # events the API refused in an earlier run: not sent again
     ids_normalised: int = 0
     requests: int = 0
     bytes: int = 0
@@ -83,7 +75,6 @@ class Prepared:
 
 
 RejectSink = Callable[[Sequence[RowReject]], None]
-ProgressSink = Callable[[Progress], None]
 BatchSink = Callable[[Batch], None]
 
 
@@ -122,7 +113,9 @@ def prepare_events(
         plan = plans[chunk.source.name]
         mapped = map_columns(chunk, plan, options)
         valid, rejects = validate_rows(mapped, plan)
+        sent_before = tracker.already_sent
         identified = assign_event_ids(mapped, valid, tracker)
+        tally.already_sent += tracker.already_sent - sent_before
         events = identified.events
         rejects.extend(identified.rejects)
         events = _drop_oversize(events, mapped, options.max_request_bytes, rejects)
@@ -177,24 +170,26 @@ def plan_run(
     *,
     on_batch: BatchSink | None = None,
     on_rejects: RejectSink | None = None,
-    on_progress: ProgressSink | None = None,
+    observer: Observer | None = None,
     chunk_rows: int = CHUNK_ROWS,
 ) -> Tally:
     """Run everything but the sending; each batch goes to on_batch in send order."""
     tally = Tally()
+    meter = ReadMeter(sources)
 
     def events() -> Iterator[Event]:
         for prepared in prepare_events(sources, options, tally, chunk_rows=chunk_rows):
             if prepared.rejects and on_rejects is not None:
                 on_rejects(prepared.rejects)
-            if on_progress is not None:
-                on_progress(
+            if observer is not None:
+                meter.note(prepared.chunk.source.name, prepared.chunk.bytes_done)
+                observer(
                     Progress(
-                        prepared.chunk.source,
-                        prepared.chunk.table.num_rows + len(prepared.chunk.malformed),
-                        len(prepared.events),
-                        len(prepared.rejects),
-                        prepared.chunk.bytes_done,
+                        tally.rows_read,
+                        meter.bytes_read,
+                        meter.bytes_total,
+                        meter.rows_total,
+                        events_rejected=tally.events_rejected,
                     )
                 )
             yield from prepared.events

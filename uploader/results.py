@@ -1,8 +1,10 @@
-"""What the Python API hands back: the run's figures as attributes, rejects and counts as
-DataFrames, the first request bodies, and a summary that reads as text and as HTML.
+"""What a run returns: one frozen record of its figures, with `to_json()` for `--report`.
 
-Nothing here holds the API key: results are built from the figures, the rejects and the
-request bodies, none of which ever carries it.
+The core builds it; the command line prints it (console.py) and the Python API hands it to
+the caller as is: its fields are the figures (`result.events_sent`), `rejects` and
+`by_event` are DataFrames, `sample_payload()` gives the first request bodies, and in Jupyter
+it shows as a table. Nothing here holds the API key: results are built from counts, rejects
+and request bodies, none of which ever carries it.
 """
 
 from __future__ import annotations
@@ -17,127 +19,129 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from uploader.batches import Batch
-from uploader.read import Source
-from uploader.report import REJECT_COLUMNS, RejectsWriter
-from uploader.validate import RowReject
+from uploader.mapping import MappingPlan
+from uploader.validation import RowReject
 
-# Rejected rows kept in memory for `.rejects`: enough to see every cause many times over,
-# bounded so that an input where every row is bad does not fill the notebook's memory
-# (`rejects=PATH` still writes all of them).
+# Rejected rows the Python API keeps in memory for `.rejects`: enough to see every cause
+# many times over, bounded so that an input where every row is bad does not fill the
+# notebook's memory (`rejects=PATH` still writes all of them).
 REJECTS_KEPT = 100_000
-# Request bodies kept for `.sample_payload()`: a few to look at, not a copy of the upload.
+# Request bodies the Python API keeps for `.sample_payload()`: a few to look at.
 PAYLOADS_KEPT = 10
 # Reject causes listed in the HTML summary; the rest are in `.figures`.
 CAUSES_SHOWN = 10
+REJECT_COLUMNS = ("file", "row", "field", "reason")
 
 
-class RejectsCollector:
-    """on_rejects sink: keeps the first `limit` rejects as rows of the `.rejects` frame."""
+@dataclass(frozen=True)
+class CauseCount:
+    """Rejected rows of one cause, with the first few as examples."""
 
-    def __init__(self, columns: Sequence[str], limit: int | None = None) -> None:
-        self.columns = [c for c in dict.fromkeys(columns) if c not in REJECT_COLUMNS]
-        self.limit = REJECTS_KEPT if limit is None else limit
-        self.rows: list[list[Any]] = []
-        self.seen = 0
+    cause: str
+    count: int
+    examples: tuple[RowReject, ...] = ()
 
-    def __call__(self, rejects: Sequence[RowReject]) -> None:
-        # One thread calls this (an upload's event loop); the frame is built after the run.
-        room = max(self.limit - len(self.rows), 0)
-        for r in rejects[:room]:
-            original = [r.original.get(c) for c in self.columns]
-            self.rows.append([r.file, r.row, r.field, r.reason, *original])
-        self.seen += len(rejects)
-
-    @property
-    def truncated(self) -> bool:
-        return self.seen > len(self.rows)
-
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows, columns=[*REJECT_COLUMNS, *self.columns])
+    def to_json(self) -> dict[str, Any]:
+        examples = [
+            {"file": r.file, "row": r.row, "field": r.field, "reason": r.reason}
+            for r in self.examples
+        ]
+        return {"cause": self.cause, "count": self.count, "examples": examples}
 
 
-class BatchSampler:
-    """on_batch sink: the first request bodies."""
+@dataclass(frozen=True)
+class FileFigures:
+    """One input: the rows read from it this run, and how its columns were mapped."""
 
-    def __init__(self) -> None:
-        self.bodies: list[bytes] = []
+    name: str
+    rows: int
+    plan: MappingPlan
 
-    def __call__(self, batch: Batch) -> None:
-        if len(self.bodies) < PAYLOADS_KEPT:
-            self.bodies.append(batch.body)
-
-
-class Collectors:
-    """Where a run's side streams go: rejects (kept in memory, and written to a file if
-    asked), the first request bodies, and the progress bars (closed with the rest)."""
-
-    def __init__(self, sources: Sequence[Source], rejects_path: Any, bar: Any) -> None:
-        columns = [c for s in sources for c in s.columns]
-        self.rejects = RejectsCollector(columns)
-        self.sampler = BatchSampler()
-        self.bar = bar
-        self.closed = False
-        try:
-            self.writer = RejectsWriter(os.fspath(rejects_path), columns) if rejects_path else None
-        except BaseException:
-            if bar is not None:
-                bar.close()
-            raise
-
-    def on_rejects(self, rejects: Sequence[RowReject]) -> None:
-        self.rejects(rejects)
-        if self.writer is not None:
-            self.writer.write(rejects)
-
-    def close(self, *, ok: bool) -> None:
-        """Idempotent; `ok=False` drops the half-written rejects file."""
-        if self.closed:
-            return
-        self.closed = True
-        if self.bar is not None:
-            self.bar.close()
-        if self.writer is not None and ok:
-            self.writer.close()
-        elif self.writer is not None:
-            self.writer.abandon()
-
-    def notes(self) -> list[str]:
-        if self.writer is None:
-            return []
-        return [f"Rejected rows written to {self.writer.path} ({self.writer.count:,} rows)."]
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "file": self.name,
+            "rows": self.rows,
+            "mapping": {f.path: f.column for f in self.plan.fields},
+            "event": self.plan.event,
+            "event_column": self.plan.event_column,
+            "columns_not_sent": list(self.plan.ignored),
+        }
 
 
 @dataclass(frozen=True, eq=False)
 class ValidationResult:
-    """What `validate()` found. Nothing was sent."""
+    """What a validation found (or a dry run packed). Nothing was sent."""
 
-    figures: dict[str, Any]
-    rejects: pd.DataFrame = field(repr=False)
-    rejects_truncated: bool
-    by_event: pd.DataFrame = field(repr=False)
-    summary: str = field(repr=False)  # the text the command line prints
-    bodies: tuple[bytes, ...] = field(repr=False)
+    rows_read: int = 0
+    events_valid: int = 0
+    events_rejected: int = 0
+    duplicates_collapsed: int = 0
+    rows_ignored: int = 0
+    rows_skipped_done_before: int = 0  # Parquet row groups an earlier run finished
+    ids_normalised: int = 0
+    valid_by_event: Mapping[str, int] = field(default_factory=dict)
+    rejects_by_cause: tuple[CauseCount, ...] = ()  # found before sending
+    files: tuple[FileFigures, ...] = ()
+    timestamps: Mapping[str, int] = field(default_factory=dict)  # how they were read
+    timezone: str = "UTC"
+    requests: int = 0
+    request_bytes: int = 0  # of the packed request bodies
+    # What the run wrote and kept, besides the figures.
+    rejects_path: str | None = None
+    rejects_written: int = 0
+    rejects_seen: int = 0  # rejected rows reported (those refused by an earlier run are not)
+    bodies_path: str | None = None
+    columns: tuple[str, ...] = field(default=(), repr=False)  # the inputs' columns
+    kept_rejects: tuple[RowReject, ...] = field(default=(), repr=False)
+    bodies: tuple[bytes, ...] = field(default=(), repr=False)
 
     @property
-    def rows_read(self) -> int:
-        return int(self.figures["rows_read"])
+    def all_rejects_by_cause(self) -> tuple[CauseCount, ...]:
+        return self.rejects_by_cause
 
     @property
-    def events_valid(self) -> int:
-        return int(self.figures["events_valid"])
+    def rejects_truncated(self) -> bool:
+        """`.rejects` holds fewer rows than were rejected."""
+        return self.rejects_seen > len(self.kept_rejects)
 
     @property
-    def events_rejected(self) -> int:
-        return int(self.figures["events_rejected"])
+    def figures(self) -> dict[str, Any]:
+        return self.to_json()
+
+    def to_json(self) -> dict[str, Any]:
+        """The figures as JSON-ready data: the --report file."""
+        return {
+            "rows_read": self.rows_read,
+            "events_valid": self.events_valid,
+            "events_rejected": self.events_rejected,
+            "duplicates_collapsed": self.duplicates_collapsed,
+            "rows_ignored": self.rows_ignored,
+            "rows_skipped_done_before": self.rows_skipped_done_before,
+            "ids_normalised": self.ids_normalised,
+            "by_event": dict(sorted(self.valid_by_event.items())),
+            "rejects_by_cause": [c.to_json() for c in self.all_rejects_by_cause],
+            "files": [f.to_json() for f in self.files],
+            "timestamps": dict(self.timestamps),
+            "timezone": self.timezone,
+            "requests": self.requests,
+            "bytes": self.request_bytes,
+        }
 
     @property
-    def duplicates_collapsed(self) -> int:
-        return int(self.figures["duplicates_collapsed"])
+    def rejects(self) -> pd.DataFrame:
+        """The rejected rows kept in memory: file, row, field, reason, then the original
+        columns (the first REJECTS_KEPT from the Python API; `rejects=PATH` has them all)."""
+        columns = [c for c in dict.fromkeys(self.columns) if c not in REJECT_COLUMNS]
+        rows = [
+            [r.file, r.row, r.field, r.reason, *(r.original.get(c) for c in columns)]
+            for r in self.kept_rejects
+        ]
+        return pd.DataFrame(rows, columns=[*REJECT_COLUMNS, *columns])
 
     @property
-    def requests(self) -> int:
-        return int(self.figures["requests"])
+    def by_event(self) -> pd.DataFrame:
+        """Valid events per event name."""
+        return _by_event_frame(self.valid_by_event, None)
 
     def sample_payload(self, n: int = 1) -> list[dict[str, Any]]:
         """The first `n` request bodies as packed, as Python dicts (at most PAYLOADS_KEPT).
@@ -147,7 +151,9 @@ class ValidationResult:
         return [orjson.loads(body) for body in self.bodies[:n]]
 
     def __str__(self) -> str:
-        return self.summary
+        from uploader.console import format_result
+
+        return format_result(self)
 
     def __repr__(self) -> str:
         return (
@@ -167,57 +173,64 @@ class ValidationResult:
     def _title(self) -> str:
         return "Validation: nothing was sent"
 
+    def _notes(self) -> list[str]:
+        if not self.rejects_truncated:
+            return []
+        return [
+            f"<code>.rejects</code> holds the first {len(self.kept_rejects):,} rejected rows; "
+            "give <code>rejects=PATH</code> for all of them."
+        ]
+
     def _repr_html_(self) -> str:
-        notes = []
-        if self.rejects_truncated:
-            notes.append(
-                f"<code>.rejects</code> holds the first {len(self.rejects):,} rejected rows; "
-                "give <code>rejects=PATH</code> for all of them."
-            )
-        return render_html(self._title(), self._rows(), self.by_event, self.figures, notes)
+        return _render_html(self._title(), self._rows(), self.by_event, self, self._notes())
 
 
 @dataclass(frozen=True, eq=False)
 class UploadResult(ValidationResult):
-    """What `upload()` did. `status`: "completed", "aborted" or "interrupted" (in both
-    latter cases run the same call again to resume)."""
+    """What an upload did. `status`: "completed", "aborted" or "interrupted" (in both latter
+    cases run the same call again to resume). `requests` counts the requests sent."""
 
     status: str = "completed"
     message: str | None = None
-    skipped_files: tuple[tuple[str, str], ...] = ()
-    sandbox_stats: dict[str, Any] | None = None  # what a sandbox stored, when one was used
+    events_sent: int = 0
+    delivered_by_event: Mapping[str, int] = field(default_factory=dict)
+    events_rejected_by_api: int = 0
+    api_rejects_by_cause: tuple[CauseCount, ...] = ()
+    events_skipped_already_sent: int = 0
+    events_refused_in_earlier_runs: int = 0
+    possibly_resent: int = 0
+    skipped_files: tuple[tuple[str, str], ...] = ()  # (input, why it was not read)
+    retries: int = 0
+    status_counts: Mapping[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    events_per_s: float = 0.0
+    sandbox_stats: Mapping[str, Any] | None = None  # what a sandbox stored, when one was used
 
     @property
-    def events_sent(self) -> int:
-        return int(self.figures["events_sent"])
+    def all_rejects_by_cause(self) -> tuple[CauseCount, ...]:
+        return self.rejects_by_cause + self.api_rejects_by_cause
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **super().to_json(),
+            "events_sent": self.events_sent,
+            "delivered_by_event": dict(sorted(self.delivered_by_event.items())),
+            "events_rejected_by_api": self.events_rejected_by_api,
+            "events_skipped_already_sent": self.events_skipped_already_sent,
+            "events_refused_in_earlier_runs": self.events_refused_in_earlier_runs,
+            "possibly_resent": self.possibly_resent,
+            "files_skipped": [{"file": f, "why": why} for f, why in self.skipped_files],
+            "retries": self.retries,
+            "status_counts": dict(self.status_counts),
+            "elapsed_s": self.elapsed_s,
+            "events_per_s": self.events_per_s,
+            "status": self.status,
+        }
 
     @property
-    def events_skipped_already_sent(self) -> int:
-        return int(self.figures["events_skipped_already_sent"])
-
-    @property
-    def events_rejected_by_api(self) -> int:
-        return int(self.figures["events_rejected_by_api"])
-
-    @property
-    def possibly_resent(self) -> int:
-        return int(self.figures["possibly_resent"])
-
-    @property
-    def retries(self) -> int:
-        return int(self.figures["retries"])
-
-    @property
-    def status_counts(self) -> dict[str, int]:
-        return dict(self.figures["status_counts"])
-
-    @property
-    def elapsed_s(self) -> float:
-        return float(self.figures["elapsed_s"])
-
-    @property
-    def events_per_s(self) -> float:
-        return float(self.figures["events_per_s"])
+    def by_event(self) -> pd.DataFrame:
+        """Valid events per event name, and those this call delivered."""
+        return _by_event_frame(self.valid_by_event, self.delivered_by_event)
 
     def __repr__(self) -> str:
         parts = [f"{self.events_sent:,} events sent", f"{self.events_rejected:,} rejected"]
@@ -248,7 +261,7 @@ class UploadResult(ValidationResult):
     def _title(self) -> str:
         return f"Upload {self.status}"
 
-    def _repr_html_(self) -> str:
+    def _notes(self) -> list[str]:
         notes = []
         if self.message:
             notes.append(html.escape(self.message))
@@ -256,53 +269,44 @@ class UploadResult(ValidationResult):
             notes.append("Delivered rows are recorded: run the same call again to resume.")
         for name, why in self.skipped_files:
             notes.append(f"Skipped {html.escape(name)}: {html.escape(why)} (force=True sends it).")
-        if self.rejects_truncated:
-            notes.append(
-                f"<code>.rejects</code> holds the first {len(self.rejects):,} rejected rows; "
-                "give <code>rejects=PATH</code> for all of them."
-            )
-        return render_html(self._title(), self._rows(), self.by_event, self.figures, notes)
+        return notes + super()._notes()
 
 
-def by_event_frame(
-    valid: Mapping[str, int], delivered: Mapping[str, int] | None = None, *, upload: bool = False
-) -> pd.DataFrame:
-    """Counts per event name: valid (and, for an upload, delivered by this call)."""
+def _by_event_frame(valid: Mapping[str, int], delivered: Mapping[str, int] | None) -> pd.DataFrame:
     names = sorted(set(valid) | set(delivered or {}))
     frame = pd.DataFrame({"valid": [valid.get(n, 0) for n in names]}, index=names, dtype="int64")
-    if upload:
-        counts = [pd.NA if delivered is None else delivered.get(n, 0) for n in names]
-        frame["delivered"] = pd.array(counts, dtype="Int64")
+    if delivered is not None:
+        frame["delivered"] = pd.array([delivered.get(n, 0) for n in names], dtype="Int64")
     frame.index.name = "event"
     return frame
 
 
-def render_html(
+def _render_html(
     title: str,
     rows: Sequence[tuple[str, Any]],
     by_event: pd.DataFrame,
-    figures: Mapping[str, Any],
+    result: ValidationResult,
     notes: Sequence[str],
 ) -> str:
     """A compact summary: the figures, the counts per event, the main reject causes."""
     parts = [f"<div><strong>{html.escape(title)}</strong>"]
-    for note in notes:  # already escaped by the caller
+    for note in notes:  # already escaped
         parts.append(f"<br><small>{note}</small>")
     parts.append(_table(None, [(label, _number(v)) for label, v in rows]))
     if len(by_event):
         header = ("event", *by_event.columns)
         body = [(str(name), *(_number(v) for v in row)) for name, row in by_event.iterrows()]
         parts.append(_table(header, body))
-    causes = figures.get("rejects_by_cause", [])[:CAUSES_SHOWN]
+    causes = result.all_rejects_by_cause[:CAUSES_SHOWN]
     if causes:
-        body = []
+        lines = []
         for cause in causes:
             # The cause, not an example's reason: one cause groups many values ('add',
             # 'wishlist'), and an example would put its value on the whole count.
-            example = cause["examples"][0] if cause["examples"] else None
-            where = f"{os.path.basename(example['file'])} row {example['row']}" if example else ""
-            body.append((cause["cause"], _number(cause["count"]), where))
-        parts.append(_table(("rejected because", "rows", "e.g."), body))
+            example = cause.examples[0] if cause.examples else None
+            where = f"{os.path.basename(example.file)} row {example.row}" if example else ""
+            lines.append((cause.cause, _number(cause.count), where))
+        parts.append(_table(("rejected because", "rows", "e.g."), lines))
     parts.append("</div>")
     return "\n".join(parts)
 

@@ -32,25 +32,20 @@ from typing import Protocol
 import httpx
 import orjson
 
-from uploader import __version__
-from uploader.batches import Batch, split_batch
+from uploader.batches import Batch, encode_body, split_batch
+from uploader.config import DEFAULT_MAX_RETRY_TIME
 from uploader.errors import ConfigError, SendError
 from uploader.event_ids import Event
+from uploader.pacing import AdaptiveConcurrency
 from uploader.target import Credentials, Target
+from uploader.version import __version__
 
-# Ten minutes rides out a deploy or a short outage; longer and a dead API hangs the run.
-DEFAULT_MAX_RETRY_TIME = 600.0
 # First backoff ceiling: a blip is usually over within half a second.
 DEFAULT_BASE_DELAY = 0.5
 # Backoff ceiling: beyond 30 s waiting stops helping and only slows recovery.
 DEFAULT_MAX_DELAY = 30.0
 # Per request: covers a 5,000-event body and the slow first use of a new event name.
 DEFAULT_TIMEOUT = 60.0
-# Requests in flight: enough to hide latency, few enough not to flood an unpublished limit.
-DEFAULT_CONCURRENCY = 4
-# Successes in a row before a slot lost to a 429 comes back: slow enough not to re-trigger
-# the limit at once, fast enough to climb back from 1 to 4 in 60 requests.
-RECOVER_AFTER = 20
 # Characters of an API message kept in a reject reason or an error: any message seen fits,
 # an echoed payload does not fill the rejects file.
 MESSAGE_LIMIT = 300
@@ -113,89 +108,6 @@ def _http_date(value: str | None) -> float | None:
         return email.utils.parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-
-
-class AdaptiveConcurrency:
-    """At most `limit` requests in flight (`async with limiter:`), and at most `rate` per
-    second if given. A 429 halves the limit; it grows back one slot per `recover_after`
-    successes in a row, up to `max_concurrency`."""
-
-    def __init__(
-        self,
-        max_concurrency: int = DEFAULT_CONCURRENCY,
-        *,
-        rate: float | None = None,
-        recover_after: int = RECOVER_AFTER,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        if (
-            isinstance(max_concurrency, bool)
-            or not isinstance(max_concurrency, int)
-            or (max_concurrency < 1)
-        ):
-            raise ConfigError(f"concurrency must be a whole number from 1; got {max_concurrency!r}")
-        if rate is not None and not (math.isfinite(rate) and rate > 0):
-            raise ConfigError(f"rate must be a number of requests per second above 0; got {rate}")
-        self.max_concurrency = max_concurrency
-        self.limit = max_concurrency
-        self.rate = rate
-        self.recover_after = recover_after
-        self.in_flight = 0
-        # Bumped at each halving: a 429 to a request sent before the last halving is part of
-        # the same burst and must not halve again.
-        self.generation = 0
-        self._streak = 0
-        self._clock = clock
-        self._sleep = sleep
-        self._next_start = -math.inf
-        self._free = asyncio.Condition()
-
-    async def __aenter__(self) -> int:
-        async with self._free:
-            await self._free.wait_for(lambda: self.in_flight < self.limit)
-            self.in_flight += 1
-        try:
-            await self._pace()
-        except BaseException:
-            await self._release()
-            raise
-        return self.generation
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._release()
-
-    async def _release(self) -> None:
-        async with self._free:
-            self.in_flight -= 1
-            self._free.notify_all()
-
-    async def _pace(self) -> None:
-        # Even spacing (no burst): the next start is reserved before waiting, so concurrent
-        # callers queue up one interval apart.
-        if self.rate is None:
-            return
-        now = self._clock()
-        start = max(now, self._next_start)
-        self._next_start = start + 1.0 / self.rate
-        if start > now:
-            await self._sleep(start - now)
-
-    def throttled(self, generation: int | None = None) -> None:
-        """A 429. With the generation `async with` returned, only the first 429 of a burst
-        halves the limit."""
-        self._streak = 0
-        if generation is not None and generation != self.generation:
-            return
-        self.limit = max(1, self.limit // 2)
-        self.generation += 1
-
-    def succeeded(self) -> None:
-        self._streak += 1
-        if self._streak >= self.recover_after and self.limit < self.max_concurrency:
-            self.limit += 1
-            self._streak = 0
-            # Waiters are woken on the next release; nobody waits while slots are free.
 
 
 @dataclass
@@ -373,3 +285,30 @@ class Sender:
         # Redact before cutting: a cut through the key would leave a piece nothing matches.
         text = self.credentials.redact(text).strip(" :")
         return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class WarmUp:
+    """The first event of each event name goes alone, before the fan-out: the API is slow
+    and flaky while it creates a new event's schema, so one small request per new name
+    takes that hit instead of a full batch (and its retries)."""
+
+    def __init__(self) -> None:
+        self.warmed: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    async def send(self, batch: Batch, send: Callable[[Batch], Awaitable[None]]) -> None:
+        new_names = [n for n in dict.fromkeys(e.name for e in batch.events) if n not in self.warmed]
+        if new_names:
+            async with self._lock:  # the other senders wait until the names exist
+                rest = list(batch.events)
+                for name in new_names:
+                    if name in self.warmed:
+                        continue
+                    first = next(e for e in rest if e.name == name)
+                    rest.remove(first)
+                    await send(Batch(batch.seq, (first,), encode_body([first])))
+                    self.warmed.add(name)
+            if not rest:
+                return
+            batch = Batch(batch.seq, tuple(rest), encode_body(rest))
+        await send(batch)

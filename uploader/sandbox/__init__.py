@@ -134,6 +134,10 @@ class Sandbox:
     # -- where ---------------------------------------------------------------------------------
 
     @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
     def port(self) -> int:
         return int(self._running().server_port)
 

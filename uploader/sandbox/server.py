@@ -25,10 +25,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
-from uploader import __version__
 from uploader.sandbox.faults import Dice, Faults
 from uploader.sandbox.rules import Event, Rejection, check_body
 from uploader.sandbox.store import Store
+from uploader.version import __version__
 
 LOG = logging.getLogger("uploader.sandbox")
 

@@ -1,0 +1,92 @@
+"""Where a run writes besides the API: the rejects file, the dry run's request bodies and
+the report. Each is written under a temporary name and renamed when the run ends, so that
+a crash never leaves half a file under the name the user asked for."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from typing import IO, Any
+
+import orjson
+
+from uploader.results import REJECT_COLUMNS
+from uploader.validation import RowReject
+
+
+class AtomicFile:
+    """A file written as `PATH.partial` and renamed to PATH by `commit()`; `abandon()`
+    removes the partial file. Parent folders are created."""
+
+    def __init__(self, path: str, mode: str = "wb", **kwargs: Any) -> None:
+        self.path = path
+        self.partial = f"{path}.partial"
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self.fh: IO[Any] = open(self.partial, mode, **kwargs)  # noqa: SIM115
+
+    def commit(self) -> None:
+        self.fh.close()
+        os.replace(self.partial, self.path)
+
+    def abandon(self) -> None:
+        self.fh.close()
+        if os.path.exists(self.partial):
+            os.unlink(self.partial)
+
+
+class RejectsWriter:
+    """Streams rejects to CSV: file, row, field, reason, then the union of source columns."""
+
+    def __init__(self, path: str, columns: Sequence[str]) -> None:
+        self.path = path
+        self.columns = [c for c in dict.fromkeys(columns) if c not in REJECT_COLUMNS]
+        self.file = AtomicFile(path, "w", newline="", encoding="utf-8")
+        self._writer = csv.writer(self.file.fh)
+        self._writer.writerow([*REJECT_COLUMNS, *self.columns])
+        self.count = 0
+
+    def write(self, rejects: Sequence[RowReject]) -> None:
+        for r in rejects:
+            original = [_cell(r.original.get(c)) for c in self.columns]
+            self._writer.writerow([r.file, r.row, r.field, r.reason, *original])
+        self.count += len(rejects)
+
+    def close(self) -> None:
+        self.file.commit()
+
+    def abandon(self) -> None:
+        self.file.abandon()
+
+
+class BodiesWriter:
+    """The dry run's request bodies, one JSON body per line in send order."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.file = AtomicFile(path)
+        self.count = 0
+
+    def write(self, body: bytes) -> None:
+        self.file.fh.write(body + b"\n")
+        self.count += 1
+
+    def close(self) -> None:
+        self.file.commit()
+
+    def abandon(self) -> None:
+        self.file.abandon()
+
+
+def write_json(path: str, data: dict[str, Any]) -> None:
+    out = AtomicFile(path)
+    try:
+        out.fh.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+    except BaseException:
+        out.abandon()
+        raise
+    out.commit()
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
