@@ -18,6 +18,7 @@ from uploader.config import (
     DEFAULT_CONCURRENCY,
     DEFAULT_MAX_RETRY_TIME,
     DEFAULT_STATE,
+    MAPPING_OPTIONS,
     build_config,
 )
 from uploader.errors import ConfigError, UploaderError
@@ -248,20 +249,8 @@ def _add_upload_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _mapping(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "config": args.config,
-        "event": args.event,
-        "event_column": args.event_column,
-        "event_map": args.event_map,
-        "mapping": args.mapping,
-        "timestamp_unit": args.timestamp_unit,
-        "timestamp_format": args.timestamp_format,
-        "timezone": args.timezone,
-        "no_timestamp": args.no_timestamp,
-        "keep_duplicates": args.keep_duplicates,
-        "batch_size": args.batch_size,
-        "max_request_bytes": args.max_request_bytes,
-    }
+    # The flags' destinations are the option names (--map -> mapping, --config -> config).
+    return {name: getattr(args, name) for name in MAPPING_OPTIONS}
 
 
 def run_validate(args: argparse.Namespace) -> int:
