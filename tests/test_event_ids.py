@@ -43,7 +43,7 @@ rows_strategy = st.lists(
 def ids_of(run_plan, inputs, chunk_rows=65_536, **options):
     _, batches, rejects = run_plan(inputs, chunk_rows=chunk_rows, **options)
     assert rejects == []
-    return [e.event_id for b in batches for e in b.events]
+    return [i for b in batches for i in b.events.ids.to_pylist()]
 
 
 def as_csv(rows, columns) -> str:
@@ -211,7 +211,7 @@ def test_worked_example_in_the_docs_is_true(run_plan):
     assert f"eventId = {expected}" in doc
     for sample in ("interactions.csv", "interactions.parquet"):
         _, batches, _ = run_plan([ROOT / "sample_data" / sample])
-        assert batches[0].events[0].event_id == expected
+        assert batches[0].events.ids[0].as_py() == expected
 
 
 def test_the_documented_hex_recipe_matches():
@@ -231,7 +231,7 @@ DUPES = (
 def test_exact_duplicates_collapse_by_default(write_csv, run_plan):
     tally, batches, _ = run_plan([write_csv(DUPES)])
     assert tally.duplicates_collapsed == 2
-    assert [e.row for b in batches for e in b.events] == [1, 4]
+    assert [r for b in batches for r in b.events.rows.tolist()] == [1, 4]
 
 
 def test_keep_duplicates_gives_each_occurrence_a_stable_id(write_csv, run_plan):

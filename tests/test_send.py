@@ -18,9 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from uploader.batches import Batch, encode_body, pack_batches
+from tests.factories import Item, body_of, events_of
+from uploader.batches import Batch, pack_batches
 from uploader.errors import ConfigError, SendError
-from uploader.event_ids import Event
+from uploader.events import Events
 from uploader.send import (
     TOO_LARGE,
     AdaptiveConcurrency,
@@ -108,17 +109,17 @@ def event_ids(body: bytes) -> list[str]:
     return [item["eventId"] for group in track for item in group["payload"]]
 
 
-def make_events(n: int, pad: int = 0) -> list[Event]:
+def make_events(n: int, pad: int = 0) -> list[Item]:
     names = ("Product viewed", "Added to cart")
     events = []
     for i in range(n):
         item = {"eventId": f"e{i}", "userId": f"u{i}", "data": {"productId": "p" * (1 + pad)}}
-        events.append(Event(names[i % 2], f"e{i}", orjson.dumps(item), "in.csv", i + 2))
+        events.append(Item(names[i % 2], f"e{i}", orjson.dumps(item), i + 2))
     return events
 
 
-def batch_of(events: Sequence[Event]) -> Batch:
-    return Batch(0, tuple(events), encode_body(events))
+def batch_of(events: Sequence[Item]) -> Batch:
+    return Batch(0, events_of(events), body_of(events))
 
 
 @dataclass
@@ -148,13 +149,13 @@ def run_send(
     outcome = Outcome(sleeps=sleep.delays)
 
     async def delivered(batch: Batch, status: int) -> None:
-        outcome.delivered.extend(e.event_id for e in batch.events)
+        outcome.delivered.extend(batch.events.ids.to_pylist())
         outcome.statuses.append(status)
 
-    async def rejected(events: Sequence[Event], reason: str) -> None:
-        for event in events:
-            outcome.rejected[event.event_id] = reason
-            outcome.rejected_order.append(event.event_id)
+    async def rejected(events: Events, reason: str) -> None:
+        for event_id in events.ids.to_pylist():
+            outcome.rejected[event_id] = reason
+            outcome.rejected_order.append(event_id)
 
     async def main() -> None:
         limiter = AdaptiveConcurrency(**(limiter_args or {}))
@@ -523,7 +524,7 @@ def test_a_failing_callback_propagates_and_is_not_retried() -> None:
         async def boom(batch: Batch, status: int) -> None:
             raise OSError("disk full")
 
-        async def never(events: Sequence[Event], reason: str) -> None:
+        async def never(events: Events, reason: str) -> None:
             raise AssertionError
 
         async with Sender(
@@ -571,11 +572,11 @@ def test_a_wrong_address_stops_instead_of_rejecting_every_event(status: int) -> 
 # --- 413: split ------------------------------------------------------------------------------
 
 
-def too_large_above(limit: int, events: Sequence[Event]) -> Callable[[list[str]], Step]:
+def too_large_above(limit: int, events: Sequence[Item]) -> Callable[[list[str]], Step]:
     """A gateway that refuses bodies over `limit` bytes."""
 
     def decide(ids: list[str]) -> Step:
-        body = encode_body([e for e in events if e.event_id in set(ids)])
+        body = body_of([e for e in events if e.event_id in set(ids)])
         if len(body) > limit:
             return httpx.Response(413, json={"error": f"Request body exceeds {limit} bytes"})
         return 201
@@ -585,7 +586,7 @@ def too_large_above(limit: int, events: Sequence[Event]) -> Callable[[list[str]]
 
 def test_413_splits_until_the_halves_fit() -> None:
     events = make_events(10)
-    limit = len(encode_body(events[:3])) + 1
+    limit = len(body_of(events[:3])) + 1
     script = Script(decide=too_large_above(limit, events))
     outcome = run_send(script, batch_of(events))
     assert outcome.delivered == [f"e{i}" for i in range(10)]
@@ -598,7 +599,7 @@ def test_413_splits_until_the_halves_fit() -> None:
 def test_a_single_event_too_large_is_rejected_and_the_rest_delivered() -> None:
     events = make_events(7)
     events[3] = make_events(4, pad=5000)[3]  # e3 with a 5 KB productId
-    limit = len(encode_body(events[:2])) + 10
+    limit = len(body_of(events[:2])) + 10
     outcome = run_send(Script(decide=too_large_above(limit, events)), batch_of(events))
     assert outcome.delivered == ["e0", "e1", "e2", "e4", "e5", "e6"]
     assert outcome.rejected == {"e3": TOO_LARGE}
@@ -615,7 +616,7 @@ def test_413_split_delivers_every_event_exactly_once_or_rejects_it(
     events = [make_events(i + 1, pad=pad)[i] for i, pad in enumerate(sizes)]
 
     outcome = run_send(Script(decide=too_large_above(limit, events)), batch_of(events))
-    fits = {e.event_id for e in events if len(encode_body([e])) <= limit}
+    fits = {e.event_id for e in events if len(body_of([e])) <= limit}
     assert Counter(outcome.delivered) == Counter(fits)
     assert set(outcome.rejected) == {e.event_id for e in events} - fits
     assert set(outcome.rejected.values()) <= {TOO_LARGE}
@@ -686,7 +687,7 @@ def test_bisect_delivers_exactly_the_good_items_and_rejects_exactly_the_bad(
 
 def test_bisect_in_a_stream_of_batches_from_pack_batches() -> None:
     events = make_events(30)
-    batches = list(pack_batches(events, batch_size=8, max_bytes=100_000))
+    batches = list(pack_batches([events_of(events)], batch_size=8, max_bytes=100_000))
     outcome = run_send(Script(decide=refuse({"e5", "e29"})), batches)
     assert outcome.delivered == [e.event_id for e in events if e.event_id not in {"e5", "e29"}]
     assert set(outcome.rejected) == {"e5", "e29"}
@@ -754,14 +755,16 @@ def test_in_flight_requests_never_exceed_the_limit() -> None:
         async def on_delivered(batch: Batch, status: int) -> None:
             delivered.append(batch.seq)
 
-        async def on_rejected(events: Sequence[Event], reason: str) -> None:
+        async def on_rejected(events: Events, reason: str) -> None:
             raise AssertionError(reason)
 
         limiter = AdaptiveConcurrency(3)
         async with Sender(
             TARGET, CREDENTIALS, limiter=limiter, transport=httpx.MockTransport(handle)
         ) as sender:
-            batches = [Batch(i, (e,), encode_body([e])) for i, e in enumerate(make_events(12))]
+            batches = [
+                Batch(i, events_of([e]), body_of([e])) for i, e in enumerate(make_events(12))
+            ]
             await asyncio.gather(
                 *(sender.send_batch(b, on_delivered, on_rejected) for b in batches)
             )

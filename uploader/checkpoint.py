@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +24,7 @@ from uploader.errors import CheckpointError
 from uploader.read import Source
 
 SCHEMA_VERSION = 1
+Rows = Sequence[int] | np.ndarray  # row numbers of one file
 SENT = "sent"  # acknowledged by the API
 SETTLED = "settled"  # needs no sending: rejected before sending, or an exact repeat
 
@@ -76,9 +77,9 @@ class RunRecord:
     possibly_resent: int
 
 
-def encode_runs(rows: Sequence[int]) -> bytes:
-    """Sorted row numbers as [start, end] pairs (inclusive), packed int64."""
-    values = np.asarray(sorted(rows), dtype=np.int64)
+def encode_runs(rows: Sequence[int] | np.ndarray) -> bytes:
+    """Row numbers as sorted [start, end] pairs (inclusive), packed int64."""
+    values = np.sort(np.asarray(rows, dtype=np.int64))
     if not len(values):
         return b""
     breaks = np.flatnonzero(np.diff(values) != 1)
@@ -237,7 +238,7 @@ class Checkpoint:
         )
 
     # requests
-    def mark_inflight(self, run_id: int, refs: dict[int, list[int]]) -> int:
+    def mark_inflight(self, run_id: int, refs: Mapping[int, Rows]) -> int:
         cur = self.db.execute(
             "INSERT INTO inflight (run_id, refs, n) VALUES (?, ?, ?)",
             (run_id, _encode_refs(refs), sum(len(r) for r in refs.values())),
@@ -246,7 +247,7 @@ class Checkpoint:
 
     def ack(
         self,
-        rows_by_file: dict[int, list[int]],
+        rows_by_file: Mapping[int, Rows],
         kind: str = SENT,
         keys_by_file: dict[int, bytes] | None = None,
     ) -> None:
@@ -260,7 +261,7 @@ class Checkpoint:
                 [
                     (f, encode_runs(rows), len(rows), kind, keys.get(f) or None)
                     for f, rows in rows_by_file.items()
-                    if rows
+                    if len(rows)
                 ],
             )
 
@@ -323,7 +324,7 @@ class _Transaction:
         self.db.execute("COMMIT" if kind is None else "ROLLBACK")
 
 
-def _encode_refs(refs: dict[int, list[int]]) -> bytes:
+def _encode_refs(refs: Mapping[int, Rows]) -> bytes:
     return orjson.dumps({str(f): encode_runs(rows).hex() for f, rows in refs.items()})
 
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import groupby
-from operator import attrgetter
 from typing import Any, Protocol
 
 import numpy as np
@@ -21,7 +19,7 @@ import numpy as np
 from uploader.batches import Batch
 from uploader.checkpoint import SENT, SETTLED, Checkpoint
 from uploader.errors import UploaderError
-from uploader.event_ids import Event
+from uploader.events import Events
 from uploader.inputs import Source, fingerprint
 from uploader.resume import FileResume, ResumePlan, decide
 from uploader.target import Target
@@ -30,9 +28,9 @@ from uploader.target import Target
 class Ledger(Protocol):
     def sending(self, batch: Batch) -> int: ...
     def delivered(self, batch: Batch) -> None: ...
-    def refused(self, events: Sequence[Event], reason: str) -> None: ...
+    def refused(self, events: Events, reason: str) -> None: ...
     def answered(self, token: int, batch: Batch) -> None: ...
-    def settled(self, file: str, rows: Sequence[int]) -> None: ...
+    def settled(self, file: str, rows: np.ndarray) -> None: ...
     def read(self, file: str, rows: int, queued: int, rejected: int) -> None: ...
     def read_all(self, file: str) -> None: ...
     def unfinished(self) -> bool: ...
@@ -117,33 +115,28 @@ class StateLedger:
 
     # the protocol
     def sending(self, batch: Batch) -> int:
-        return self.checkpoint.mark_inflight(self.run_id, self._rows(batch.events))
+        rows = {self.files[batch.file].file_id: batch.events.rows}
+        return self.checkpoint.mark_inflight(self.run_id, rows)
 
     def delivered(self, batch: Batch) -> None:
-        rows: dict[int, list[int]] = {}
-        keys: dict[int, list[bytes]] = {}
-        for file, group in groupby(batch.events, key=attrgetter("file")):
-            events = list(group)
-            progress = self.files[file]
-            rows.setdefault(progress.file_id, []).extend(e.row for e in events)
-            keys.setdefault(progress.file_id, []).extend(e.key for e in events if e.key)
-            progress.delivered += len(events)
-        joined = {file_id: b"".join(parts) for file_id, parts in keys.items() if parts}
-        self.checkpoint.ack(rows, SENT, joined)
+        events = batch.events
+        progress = self.files[events.file]
+        keys = events.keys[events.keys != b""].tobytes()
+        self.checkpoint.ack({progress.file_id: events.rows}, SENT, {progress.file_id: keys})
+        progress.delivered += len(events)
 
-    def refused(self, events: Sequence[Event], reason: str) -> None:
-        for event in events:
-            progress = self.files[event.file]
-            self.checkpoint.refuse(progress.file_id, event.row, reason)
-            progress.refused += 1
+    def refused(self, events: Events, reason: str) -> None:
+        progress = self.files[events.file]
+        for row in events.rows.tolist():
+            self.checkpoint.refuse(progress.file_id, row, reason)
+        progress.refused += len(events)
 
     def answered(self, token: int, batch: Batch) -> None:
         self.checkpoint.settle(token)
-        for name in {e.file for e in batch.events}:
-            self._maybe_complete(name)
+        self._maybe_complete(batch.file)
 
-    def settled(self, file: str, rows: Sequence[int]) -> None:
-        self.checkpoint.ack({self.files[file].file_id: list(rows)}, SETTLED)
+    def settled(self, file: str, rows: np.ndarray) -> None:
+        self.checkpoint.ack({self.files[file].file_id: rows}, SETTLED)
 
     def read(self, file: str, rows: int, queued: int, rejected: int) -> None:
         progress = self.files[file]
@@ -166,12 +159,6 @@ class StateLedger:
 
     def fail_run(self, error: BaseException) -> None:
         self.checkpoint.end_run(self.run_id, "failed", {"error": type(error).__name__})
-
-    def _rows(self, events: Sequence[Event]) -> dict[int, list[int]]:
-        rows: dict[int, list[int]] = {}
-        for file, group in groupby(events, key=attrgetter("file")):  # runs of one file
-            rows.setdefault(self.files[file].file_id, []).extend(e.row for e in group)
-        return rows
 
     def _maybe_complete(self, name: str) -> None:
         progress = self.files[name]

@@ -11,19 +11,20 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from uploader.batches import Batch, body_size_alone, pack_batches
-from uploader.contract import EVENT_NAMES
-from uploader.event_ids import DuplicateTracker, Event, assign_event_ids
-from uploader.mapping import MappingPlan, map_columns, plan_mapping
+import numpy as np
+
+from uploader.batches import Batch, body_sizes_alone, pack_batches
+from uploader.event_ids import DuplicateTracker, assign_event_ids
+from uploader.events import Events
+from uploader.mapping import MappedChunk, MappingPlan, map_columns, plan_mapping
 from uploader.options import Options
 from uploader.progress import Observer, Progress, ReadMeter
 from uploader.read import CHUNK_ROWS, Chunk, DoneRows, Source, read_frames
 from uploader.reasons import Reason
 from uploader.validation import RowReject, reject_row, validate_rows
 
-LONGEST_NAME = max(EVENT_NAMES, key=len)
+_NO_ROWS = np.empty(0, np.int64)
 # Examples of each reject cause kept for the summary.
 EXAMPLES_PER_CAUSE = 3
 
@@ -69,9 +70,9 @@ class Prepared:
     """One chunk after the row stages: events to send and rows rejected."""
 
     chunk: Chunk
-    events: list[Event]
+    events: Events
     rejects: list[RowReject]
-    collapsed: list[int]  # rows that repeat an earlier event exactly: not sent, counted
+    collapsed: np.ndarray  # rows that repeat an earlier event exactly: not sent, counted
 
 
 RejectSink = Callable[[Sequence[RowReject]], None]
@@ -108,7 +109,7 @@ def prepare_events(
     for chunk in read_frames(sources, chunk_rows, done):
         if chunk.skipped:
             tally.rows_skipped += chunk.skipped
-            yield Prepared(chunk, [], [], [])
+            yield Prepared(chunk, Events.empty(chunk.source.name), [], _NO_ROWS)
             continue
         plan = plans[chunk.source.name]
         mapped = map_columns(chunk, plan, options)
@@ -135,33 +136,29 @@ def prepare_events(
         tally.ids_normalised += mapped.normalised_ids
         tally.timestamps.update(mapped.timestamp_methods)
         tally.events_valid += len(events)
-        tally.by_event.update(e.name for e in events)
+        tally.by_event.update(events.name_counts())
         tally.add_rejects(rejects)
         tally.duplicates_collapsed = tracker.collapsed
         yield Prepared(chunk, events, rejects, identified.collapsed)
 
 
 def _drop_oversize(
-    events: list[Event], mapped: Any, max_bytes: int, rejects: list[RowReject]
-) -> list[Event]:
-    # Cheap screen first: an item shorter than this fits whatever its group's name.
-    roomy = max_bytes - body_size_alone(Event(LONGEST_NAME, "", b"", "", 0))
-    if all(len(e.item) <= roomy for e in events):
+    events: Events, mapped: MappedChunk, max_bytes: int, rejects: list[RowReject]
+) -> Events:
+    sizes = body_sizes_alone(events)
+    too_large = sizes > max_bytes
+    if not too_large.any():
         return events
-    kept = []
-    for event in events:
-        size = body_size_alone(event)
-        if size <= max_bytes:
-            kept.append(event)
-            continue
-        index = mapped.chunk.rows.to_pylist().index(event.row)
+    chunk_rows = mapped.chunk.rows.to_numpy(zero_copy_only=False)
+    for k in np.flatnonzero(too_large).tolist():
         reason = Reason(
-            f"the event alone makes a {size}-byte request, above --max-request-bytes "
+            f"the event alone makes a {int(sizes[k])}-byte request, above --max-request-bytes "
             f"{max_bytes}; shorten its values or raise the limit",
             "too large for one request (see --max-request-bytes)",
         )
+        index = int(np.searchsorted(chunk_rows, events.rows[k]))
         rejects.append(reject_row(mapped, index, "row", reason))
-    return kept
+    return events.take(np.flatnonzero(~too_large))
 
 
 def plan_run(
@@ -177,7 +174,7 @@ def plan_run(
     tally = Tally()
     meter = ReadMeter(sources)
 
-    def events() -> Iterator[Event]:
+    def blocks() -> Iterator[Events]:
         for prepared in prepare_events(sources, options, tally, chunk_rows=chunk_rows):
             if prepared.rejects and on_rejects is not None:
                 on_rejects(prepared.rejects)
@@ -192,9 +189,9 @@ def plan_run(
                         events_rejected=tally.events_rejected,
                     )
                 )
-            yield from prepared.events
+            yield prepared.events
 
-    for batch in pack_batches(events(), options.batch_size, options.max_request_bytes):
+    for batch in pack_batches(blocks(), options.batch_size, options.max_request_bytes):
         tally.add_batch(batch)
         if on_batch is not None:
             on_batch(batch)

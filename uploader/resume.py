@@ -15,7 +15,7 @@ import numpy as np
 
 from uploader.checkpoint import FileRecord, RowSet
 from uploader.errors import CheckpointError
-from uploader.event_ids import Event
+from uploader.events import Events
 from uploader.inputs import Source
 
 
@@ -79,22 +79,16 @@ class FileResume:
         refused = np.fromiter(self.refused, dtype=np.int64, count=len(self.refused))
         return self.done.contains(rows) | np.isin(rows, refused)
 
-    def split(self, events: list[Event]) -> tuple[list[Event], int, int]:
+    def split(self, events: Events) -> tuple[Events, int, int]:
         """(events still to send, how many were delivered before, how many refused before)."""
-        if not events or self.fresh:
+        if not len(events) or self.fresh:
             return events, 0, 0
-        rows = np.fromiter((e.row for e in events), dtype=np.int64, count=len(events))
-        delivered = self.done.contains(rows)
-        fresh = []
-        refused = 0
-        for event, sent in zip(events, delivered.tolist(), strict=True):
-            if sent:
-                continue
-            if event.row in self.refused:
-                refused += 1
-            else:
-                fresh.append(event)
-        return fresh, int(delivered.sum()), refused
+        delivered = self.done.contains(events.rows)
+        refused = np.isin(events.rows, np.fromiter(self.refused, np.int64, len(self.refused)))
+        refused &= ~delivered
+        fresh = ~(delivered | refused)
+        kept = events if fresh.all() else events.take(np.flatnonzero(fresh))
+        return kept, int(delivered.sum()), int(refused.sum())
 
 
 @dataclass(frozen=True)

@@ -25,17 +25,18 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import httpx
+import numpy as np
 import orjson
 
 from uploader.batches import Batch, encode_body, split_batch
 from uploader.config import DEFAULT_MAX_RETRY_TIME
 from uploader.errors import ConfigError, SendError
-from uploader.event_ids import Event
+from uploader.events import Events
 from uploader.pacing import AdaptiveConcurrency
 from uploader.target import Credentials, Target
 from uploader.version import __version__
@@ -60,7 +61,7 @@ USER_AGENT = f"uploader/{__version__}"
 _RETRIED_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 OnDelivered = Callable[[Batch, int], Awaitable[None]]
-OnRejected = Callable[[Sequence[Event], str], Awaitable[None]]
+OnRejected = Callable[[Events, str], Awaitable[None]]
 
 
 class Uniform(Protocol):
@@ -293,22 +294,26 @@ class WarmUp:
     takes that hit instead of a full batch (and its retries)."""
 
     def __init__(self) -> None:
-        self.warmed: set[str] = set()
+        self.warmed: set[int] = set()  # event name codes
         self._lock = asyncio.Lock()
 
     async def send(self, batch: Batch, send: Callable[[Batch], Awaitable[None]]) -> None:
-        new_names = [n for n in dict.fromkeys(e.name for e in batch.events) if n not in self.warmed]
-        if new_names:
-            async with self._lock:  # the other senders wait until the names exist
-                rest = list(batch.events)
-                for name in new_names:
-                    if name in self.warmed:
-                        continue
-                    first = next(e for e in rest if e.name == name)
-                    rest.remove(first)
-                    await send(Batch(batch.seq, (first,), encode_body([first])))
-                    self.warmed.add(name)
-            if not rest:
-                return
-            batch = Batch(batch.seq, tuple(rest), encode_body(rest))
-        await send(batch)
+        if self.warmed.issuperset(np.unique(batch.events.codes).tolist()):
+            await send(batch)
+            return
+        async with self._lock:  # the other senders wait until the names exist
+            codes = batch.events.codes
+            rest = np.ones(len(codes), dtype=bool)
+            for at in np.unique(codes, return_index=True)[1].tolist():  # first of each name
+                code = int(codes[at])
+                if code in self.warmed:
+                    continue
+                first = batch.events.slice(at, at + 1)
+                await send(Batch(batch.seq, first, encode_body(first)))
+                self.warmed.add(code)
+                rest[at] = False
+        if rest.all():
+            await send(batch)
+        elif rest.any():
+            others = batch.events.take(np.flatnonzero(rest))
+            await send(Batch(batch.seq, others, encode_body(others)))

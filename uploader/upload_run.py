@@ -19,11 +19,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import httpx
+import numpy as np
 
 from uploader.batches import Batch, pack_batches
 from uploader.duplicates import KeySet, split_key_blob
 from uploader.errors import SendError
-from uploader.event_ids import DuplicateTracker, Event
+from uploader.event_ids import DuplicateTracker
+from uploader.events import Events
 from uploader.ledger import Ledger
 from uploader.options import Options
 from uploader.pipeline import Tally, prepare_events
@@ -52,7 +54,7 @@ class Settled:
     """Rows that need no sending: rejected, or exact repeats of an earlier event."""
 
     file: str
-    rows: Sequence[int]
+    rows: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ class UploadRun:
         except BaseException as exc:  # handed to the loop, which raises it there
             emit(ReadFailed(exc))
 
-    def _events(self, emit: Callable[[Message], None]) -> Iterator[Event]:
+    def _events(self, emit: Callable[[Message], None]) -> Iterator[Events]:
         sources = self.plan.to_read
         keep = self.options.keep_duplicates
         tracker = DuplicateTracker(keep)
@@ -191,15 +193,16 @@ class UploadRun:
             self.meter.note(name, chunk.bytes_done)
             if prepared.rejects:
                 emit(Rejected(prepared.rejects))
-            settled = prepared.collapsed + [r.row for r in prepared.rejects]
-            if settled:
+            rejected = np.fromiter((r.row for r in prepared.rejects), np.int64)
+            settled = np.concatenate((prepared.collapsed, rejected))
+            if len(settled):
                 emit(Settled(name, settled))
             fresh, sent_before, refused_before = self.plan.files[name].split(prepared.events)
             self.tally.already_sent += sent_before
             self.tally.refused_before += refused_before
             rows = chunk.table.num_rows + len(chunk.malformed)
             emit(ChunkRead(name, rows, len(fresh), len(prepared.rejects)))
-            yield from fresh
+            yield fresh
         for name in unread:
             emit(FileRead(name))
 
@@ -266,11 +269,11 @@ class UploadRun:
     async def _delivered(self, batch: Batch, status: int) -> None:
         self.ledger.delivered(batch)
         self.delivery.events_sent += len(batch)
-        self.delivery.by_event.update(e.name for e in batch.events)
+        self.delivery.by_event.update(batch.events.name_counts())
 
-    async def _refused(self, events: Sequence[Event], reason: str) -> None:
+    async def _refused(self, events: Events, reason: str) -> None:
         self.ledger.refused(events, reason)
-        rejects = [RowReject(e.file, e.row, "api", reason) for e in events]
+        rejects = [RowReject(events.file, row, "api", reason) for row in events.rows.tolist()]
         self.delivery.events_refused += len(rejects)
         self.delivery.refused_causes.update(r.kind for r in rejects)
         if self.on_rejects is not None:
