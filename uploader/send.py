@@ -39,6 +39,7 @@ from uploader.errors import ConfigError, SendError
 from uploader.events import Events
 from uploader.pacing import AdaptiveConcurrency
 from uploader.target import Credentials, Target
+from uploader.transport import default_transport
 from uploader.version import __version__
 
 # First backoff ceiling: a blip is usually over within half a second.
@@ -149,18 +150,17 @@ class Sender:
         self._clock = clock
         self._wall_clock = wall_clock
         self._rng: Uniform = rng or random.Random()
-        slots = self.limiter.max_concurrency
-        self._client = httpx.AsyncClient(
-            transport=transport,
-            timeout=httpx.Timeout(self.policy.timeout),
-            limits=httpx.Limits(max_connections=slots, max_keepalive_connections=slots),
-            headers={
-                "Authorization": credentials.authorization,
-                "Content-Type": "application/json",
-                "User-Agent": USER_AGENT,
-                "X-Intempt-Lib": USER_AGENT,
-            },
-        )
+        # Requests go straight to the transport: no client in between (redirects are not
+        # followed, as before; the key is only ever in this header).
+        self._url = httpx.URL(target.track_url)
+        self._transport = transport or default_transport(self._url, self.limiter.max_concurrency)
+        self._headers = [
+            ("Authorization", credentials.authorization),
+            ("Content-Type", "application/json"),
+            ("User-Agent", USER_AGENT),
+            ("X-Intempt-Lib", USER_AGENT),
+        ]
+        self._timeouts = httpx.Timeout(self.policy.timeout).as_dict()
 
     async def __aenter__(self) -> Sender:
         return self
@@ -169,7 +169,7 @@ class Sender:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
 
     async def send_batch(
         self, batch: Batch, on_delivered: OnDelivered, on_rejected: OnRejected
@@ -220,7 +220,7 @@ class Sender:
             async with self.limiter as generation:
                 self.stats.requests += 1
                 try:
-                    response = await self._client.post(self.target.track_url, content=batch.body)
+                    response = await self._exchange(batch.body)
                 except _RETRIED_ERRORS as exc:
                     self.stats.error_counts[type(exc).__name__] += 1
                     detail = " ".join(str(exc).split())
@@ -250,6 +250,21 @@ class Sender:
                 )
             self.stats.retries += 1
             await self._sleep(delay)
+
+    async def _exchange(self, body: bytes) -> httpx.Response:
+        request = httpx.Request(
+            "POST",
+            self._url,
+            headers=self._headers,
+            content=body,
+            extensions={"timeout": self._timeouts},
+        )
+        response = await self._transport.handle_async_request(request)
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
 
     def _failure(self, response: httpx.Response) -> SendError:
         """A refusal as a SendError; SendError.retryable is the one place that says which
