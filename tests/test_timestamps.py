@@ -5,6 +5,8 @@ import datetime as dt
 import pandas as pd
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from uploader.timestamps import to_epoch_ms
 
@@ -118,3 +120,46 @@ def test_custom_format():
     )
     assert result.to_arrow().to_pylist() == [MS_2024 - 24000, None]
     assert "does not match --timestamp-format" in result.problems[1]
+
+
+ZONES = ["Z", "+00:00", "+02:00", "-05:30", "+0100", " UTC", "UTC", " GMT", ""]
+
+
+@st.composite
+def iso_columns(draw):
+    """A column of ISO 8601 texts as exports write them: one layout for the whole column
+    (one separator, one precision, with or without zone), random instants, sometimes a
+    malformed value."""
+    separator = draw(st.sampled_from(["T", " "]))
+    digits = draw(st.sampled_from([0, 3, 6, 9]))
+    zoned = draw(st.booleans())
+    whole_day = draw(st.booleans()) and not zoned
+    values = []
+    for _ in range(draw(st.integers(1, 12))):
+        moment = draw(st.datetimes(dt.datetime(2005, 1, 1), dt.datetime(2045, 1, 1)))
+        text = moment.strftime("%Y-%m-%d")
+        if not whole_day:
+            text += separator + moment.strftime("%H:%M:%S")
+            if digits:
+                text += "." + f"{moment.microsecond:06d}{draw(st.integers(0, 999)):03d}"[:digits]
+            if zoned:
+                text += draw(st.sampled_from(ZONES[:-1]))
+        values.append(text)
+    if draw(st.booleans()):
+        values[draw(st.integers(0, len(values) - 1))] = draw(
+            st.sampled_from(["2024-13-01", "2024-05-02T25:00:00", "yesterday", "2024-5-2 10:00"])
+        )
+    return values
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=iso_columns(), timezone=st.sampled_from(["UTC", "Europe/Berlin", "America/New_York"]))
+def test_arrows_fast_iso_parse_agrees_with_the_general_path(values, timezone):
+    # A blank value sends the column through the general (pandas) path: the same values
+    # must give the same milliseconds, the same rows accepted and the same labels.
+    fast = to_epoch_ms(pa.array(values), unit=None, timezone=timezone)
+    general = to_epoch_ms(pa.array([*values, ""]), unit=None, timezone=timezone)
+    assert fast.present.tolist() == general.present[:-1].tolist()
+    assert fast.millis[fast.present].tolist() == general.millis[:-1][fast.present].tolist()
+    assert fast.methods == general.methods
+    assert fast.problems.keys() == general.problems.keys()

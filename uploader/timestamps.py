@@ -9,6 +9,7 @@ only rows with a problem are visited one by one, to word their reason.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -28,6 +29,11 @@ _INT_DIVISOR = {"ms": 1, "us": 1000, "ns": 1_000_000}
 EPOCH = pd.Timestamp(0, tz="UTC")
 # A zone designator after a time of day (a bare date like 2024-05-02 has none).
 _OFFSET = r"\d:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[+-]\d{2}(:?\d{2})?|UTC|GMT)$"
+# Arrow's time zone rules stop at the end of the tz database's explicit transitions (2037)
+# and do not follow its rule for the years after: naive times from then on are localised
+# by pandas (found by tests/test_timestamps.py: 2038-04-01 in Europe/Berlin came out an
+# hour off).
+_ARROW_ZONES_END = datetime(2037, 1, 1)
 _EPOCH_TEXT = r"^[+-]?\d+(\.\d+)?([eE][+-]?\d+)?$"
 
 
@@ -163,6 +169,11 @@ def _from_text(
             if count:
                 methods[label] = methods.get(label, 0) + count
 
+    if fmt is None and not blank.any():
+        fast = _iso_fast(text, timezone)
+        if fast is not None:
+            return fast
+
     is_epoch = np.asarray(
         pc.fill_null(pc.match_substring_regex(text, _EPOCH_TEXT), False).to_numpy(
             zero_copy_only=False
@@ -209,6 +220,36 @@ def _from_text(
                 ms, ok = _series_to_ms(parsed)
                 merge(_in_window(ms, ok, part, {label: int(ok.sum())}, "iso"), date_idx[pick])
     return TimestampResult(millis, present, problems, methods)
+
+
+def _iso_fast(text: pa.Array, timezone: str) -> TimestampResult | None:
+    """Every value ISO 8601 with a zone after a time of day, or every value without a zone,
+    parsed by Arrow itself (no pandas): the common export, at a tenth of the cost. None when
+    the column is anything else; the general path then reads it value by value."""
+    n = len(text)
+    zoned = pa.timestamp("ns", "UTC")
+    if pc.all(pc.match_substring(text, ":")).as_py():  # a time of day, as _OFFSET needs
+        cleaned = pc.replace_substring(text, " UTC", "+00:00")
+        with suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            parsed = pc.cast(cleaned, zoned)
+            return _fast_result(parsed, "ISO 8601 text with zone", n)
+    with suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        naive = pc.cast(text, pa.timestamp("ns"))
+        label = f"ISO 8601 text without zone, read as {timezone}"
+        if timezone == "UTC":
+            return _fast_result(naive, label, n)
+        if pc.max(naive).as_py() < _ARROW_ZONES_END:
+            # A wall time that occurs twice (autumn) is read as the first; one that does
+            # not exist (spring) as the first instant after the gap, as _localize does.
+            local = pc.assume_timezone(naive, timezone, ambiguous="earliest", nonexistent="latest")
+            return _fast_result(local, label, n)
+    return None
+
+
+def _fast_result(parsed: pa.Array, label: str, n: int) -> TimestampResult:
+    nanos = np.asarray(pc.cast(parsed, pa.int64()).to_numpy(zero_copy_only=False), np.int64)
+    millis = np.floor_divide(nanos, 1_000_000)
+    return _in_window(millis, np.ones(n, dtype=bool), None, {label: n}, None)
 
 
 def _epoch_numbers(text: pa.Array) -> pa.Array:
