@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from uploader.config import (
+    AUTO_MAX,
     DEFAULT_CONCURRENCY,
     DEFAULT_MAX_RETRY_TIME,
     DEFAULT_STATE,
@@ -203,8 +204,8 @@ def _add_upload_arguments(parser: argparse.ArgumentParser) -> None:
         "--concurrency",
         type=int,
         metavar="N",
-        default=DEFAULT_CONCURRENCY,
-        help=f"requests in flight (default {DEFAULT_CONCURRENCY})",
+        help=f"pin the requests in flight to N (default: adaptive, from {DEFAULT_CONCURRENCY} "
+        f"up to {AUTO_MAX}, growing while throughput grows)",
     )
     sending.add_argument("--rate", type=float, metavar="R", help="at most R requests per second")
     sending.add_argument(

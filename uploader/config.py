@@ -23,8 +23,13 @@ from uploader.options import Options, build_options
 from uploader.target import DEFAULT_BASE_URL, Credentials, Target
 
 DEFAULT_STATE = ".uploader/state.db"
-# Requests in flight: enough to hide latency, few enough not to flood an unpublished limit.
+# Requests in flight to start with: enough to hide latency, few enough not to flood an
+# unpublished limit. Unless pinned with --concurrency, the limit then adapts (pacing.py).
 DEFAULT_CONCURRENCY = 4
+# The adaptive limit's ceiling: with 500-event requests and a 100 ms round trip, 64 in
+# flight carry 320k events/s, more than one machine builds; beyond, an unpublished limit
+# of the API is the risk.
+AUTO_MAX = 64
 # Ten minutes rides out a deploy or a short outage; longer and a dead API hangs the run.
 DEFAULT_MAX_RETRY_TIME = 600.0
 
@@ -41,7 +46,7 @@ class Sending:
     """How hard an upload pushes, and where it records what was delivered."""
 
     state: str = DEFAULT_STATE
-    concurrency: int = DEFAULT_CONCURRENCY
+    concurrency: int | None = None  # pinned requests in flight; None: adaptive (pacing.py)
     rate: float | None = None  # requests per second, at most
     max_retry_time: float = DEFAULT_MAX_RETRY_TIME
     force: bool = False  # send inputs again even if they were delivered
@@ -49,7 +54,9 @@ class Sending:
 
     def __post_init__(self) -> None:
         concurrency = self.concurrency
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        if concurrency is not None and (
+            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+        ):
             raise ConfigError(f"--concurrency must be at least 1, not {concurrency}")
         rate = self.rate
         if rate is not None and not (_is_number(rate) and math.isfinite(rate) and rate > 0):
@@ -130,7 +137,7 @@ def build_config(
     )
     sending = Sending(
         state=_path(given.get("state")) or DEFAULT_STATE,
-        concurrency=given.get("concurrency", DEFAULT_CONCURRENCY),
+        concurrency=given.get("concurrency"),
         rate=given.get("rate"),
         max_retry_time=given.get("max_retry_time", DEFAULT_MAX_RETRY_TIME),
         force=bool(given.get("force")),

@@ -244,6 +244,11 @@ def format_upload(result: UploadResult) -> str:
     if result.status_counts:
         codes = ", ".join(f"{code}: {n:,}" for code, n in result.status_counts.items())
         lines.append(f"  Answers: {codes}")
+    if result.concurrency.get("mode") == "adaptive":
+        lines.append(
+            f"  Requests in flight: adaptive, settled on {result.concurrency['settled']} "
+            f"(highest {result.concurrency['highest']}; --concurrency N pins it)"
+        )
     if result.events_rejected_by_api:
         lines.append(f"Refused by the API: {result.events_rejected_by_api:,} (in the rejects file)")
     if result.events_skipped_already_sent:

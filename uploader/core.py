@@ -20,7 +20,7 @@ import httpx
 
 from uploader.batches import Batch
 from uploader.checkpoint import Checkpoint
-from uploader.config import Destination, Outputs, RunConfig
+from uploader.config import AUTO_MAX, Destination, Outputs, RunConfig
 from uploader.inputs import Source
 from uploader.ledger import StateLedger
 from uploader.options import Options
@@ -161,7 +161,9 @@ async def _upload(
         try:
             plan = ledger.plan(config.inputs, force=sending.force, restart=sending.restart)
             started = time.monotonic()
-            limiter = AdaptiveConcurrency(sending.concurrency, rate=sending.rate)
+            pinned = sending.concurrency
+            limiter = AdaptiveConcurrency(pinned or AUTO_MAX, adaptive=pinned is None,
+                                          rate=sending.rate)  # fmt: skip
             async with Sender(
                 target,
                 credentials,
@@ -175,7 +177,6 @@ async def _upload(
                     config.mapping,
                     ledger,
                     sender,
-                    concurrency=sending.concurrency,
                     observer=observer,
                     on_rejects=sinks.on_rejects,
                     on_batch=sinks.on_batch,
@@ -213,6 +214,11 @@ async def _upload(
             status_counts={str(k): v for k, v in sorted(stats.status_counts.items())},
             elapsed_s=round(elapsed, 3),
             events_per_s=round(delivery.events_sent / elapsed, 1) if elapsed > 0 else 0.0,
+            concurrency={
+                "mode": "adaptive" if limiter.adaptive else "pinned",
+                "settled": limiter.limit,
+                "highest": limiter.highest,
+            },
         )
         ledger.close_run(status, result.to_json())
         return result

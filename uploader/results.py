@@ -204,6 +204,9 @@ class UploadResult(ValidationResult):
     status_counts: Mapping[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
     events_per_s: float = 0.0
+    # Requests in flight: "pinned" (--concurrency) or "adaptive", where the limit ended up
+    # and the highest it reached.
+    concurrency: Mapping[str, Any] = field(default_factory=dict)
     sandbox_stats: Mapping[str, Any] | None = None  # what a sandbox stored, when one was used
 
     @property
@@ -224,6 +227,7 @@ class UploadResult(ValidationResult):
             "status_counts": dict(self.status_counts),
             "elapsed_s": self.elapsed_s,
             "events_per_s": self.events_per_s,
+            "concurrency": dict(self.concurrency),
             "status": self.status,
         }
 

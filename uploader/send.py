@@ -1,13 +1,16 @@
 """Send stage: deliver one batch to the track API, whatever the network and the API do.
 
-What an answer means (see docs in ../shared/intempt-api.md, "Responses and limits"):
+What an answer means (see docs/api-contract.md, "Responses and limits"):
 
     answer                                       what the sender does
     -------------------------------------------  ------------------------------------------
     2xx, any body (201 normally)                 delivered: on_delivered(batch, status)
     408, 429, 5xx, timeout, connection error,    retry after backoff with full jitter, or
-      400 "Can't create a collection for         Retry-After if longer; 429 also halves the
-      auto-event" (transient)                    concurrency. Past max_retry_time: SendError
+      400 "Can't create a collection for         Retry-After if longer; 429 (and, when the
+      auto-event" (transient)                    limit is adaptive, 408, 5xx, timeouts and
+                                                 connection errors) halves the requests in
+                                                 flight (pacing.py). Past max_retry_time:
+                                                 SendError
     413                                          split in half, send both; one event: reject
     401, 403                                     SendError at once: key/org/project/source
     404, 405                                     SendError at once: the URL is wrong
@@ -219,21 +222,26 @@ class Sender:
             attempt += 1
             async with self.limiter as generation:
                 self.stats.requests += 1
+                sent_at = self._clock()
                 try:
                     response = await self._exchange(batch.body)
                 except _RETRIED_ERRORS as exc:
                     self.stats.error_counts[type(exc).__name__] += 1
                     detail = " ".join(str(exc).split())
                     failure = SendError(self._redact(f"{type(exc).__name__}: {detail}"))
+                    if self.limiter.adaptive:  # the API or the way to it is overloaded
+                        self.limiter.throttled(generation)
                 else:
                     self.stats.status_counts[response.status_code] += 1
                     if response.is_success:
-                        self.limiter.succeeded()
+                        self.limiter.succeeded(self._clock() - sent_at, len(batch))
                         return response
                     failure = self._failure(response)
                     if not failure.retryable:
                         return response
-                    if response.status_code == 429:
+                    status = response.status_code
+                    overload = status in (408, 429) or status >= 500
+                    if status == 429 or (overload and self.limiter.adaptive):
                         self.limiter.throttled(generation)
             delay = self.policy.delay(attempt - 1, failure.retry_after, self._rng)
             elapsed = self._clock() - started

@@ -104,7 +104,6 @@ class UploadRun:
         ledger: Ledger,
         sender: Sender,
         *,
-        concurrency: int,
         observer: Observer | None = None,
         on_rejects: Callable[[Sequence[RowReject]], None] | None = None,
         on_batch: Callable[[Batch], None] | None = None,
@@ -114,7 +113,6 @@ class UploadRun:
         self.options = options
         self.ledger = ledger
         self.sender = sender
-        self.concurrency = concurrency
         self.observer = observer
         self.on_rejects = on_rejects
         self.on_batch = on_batch  # called in the reader thread as each batch is packed
@@ -124,6 +122,8 @@ class UploadRun:
         self.meter = ReadMeter(plan.to_read)
         self.warm_up = WarmUp()
         self._reader_done = threading.Event()
+        self._workers: set[asyncio.Task[None]] = set()
+        self._input_ended = False
 
     async def run(self) -> tuple[str, str | None]:
         """("completed" | "aborted" | "interrupted", why it did not complete)."""
@@ -212,24 +212,30 @@ class UploadRun:
     # the event loop side
     async def _pump(self) -> None:
         loop = asyncio.get_running_loop()
-        per_senders = QUEUE_BATCHES_PER_SENDER * self.concurrency
+        slots = self.sender.limiter.max_concurrency
+        per_senders = QUEUE_BATCHES_PER_SENDER * slots
         by_events = QUEUE_EVENTS // self.options.batch_size
         queue: asyncio.Queue[Message] = asyncio.Queue(maxsize=max(2, min(per_senders, by_events)))
         reader = threading.Thread(
             target=self._read, args=(loop, queue), name="uploader-reader", daemon=True
         )
         reader.start()
-        workers = [asyncio.create_task(self._work(queue)) for _ in range(self.concurrency)]
         ticker = asyncio.create_task(self._tick())
         try:
-            done, pending = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                error = task.exception()
-                if error is not None:
-                    for other in pending:
-                        other.cancel()
-                    await asyncio.gather(*pending, return_exceptions=True)
-                    raise error
+            self._spawn(queue)
+            while self._workers:
+                done, _ = await asyncio.wait(
+                    self._workers, timeout=PROGRESS_INTERVAL_S, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    self._workers.discard(task)
+                    error = task.exception()
+                    if error is not None:
+                        for other in self._workers:
+                            other.cancel()
+                        await asyncio.gather(*self._workers, return_exceptions=True)
+                        raise error
+                self._spawn(queue)
         finally:
             self._reader_done.set()
             ticker.cancel()
@@ -237,8 +243,16 @@ class UploadRun:
             self.report_progress()
             await asyncio.to_thread(reader.join, 5)
 
+    def _spawn(self, queue: asyncio.Queue[Message]) -> None:
+        """As many workers as the limiter lets requests be in flight: each holds at most one
+        batch, so a batch marked in flight is one being sent (or retried)."""
+        if self._input_ended or self.stop.is_set():
+            return
+        while len(self._workers) < self.sender.limiter.limit:
+            self._workers.add(asyncio.create_task(self._work(queue)))
+
     async def _work(self, queue: asyncio.Queue[Message]) -> None:
-        while not self.stop.is_set():
+        while not self.stop.is_set() and len(self._workers) <= self.sender.limiter.limit:
             try:
                 message = await asyncio.wait_for(queue.get(), PROGRESS_INTERVAL_S)
             except TimeoutError:
@@ -246,6 +260,7 @@ class UploadRun:
             match message:
                 case Batch():
                     await self.warm_up.send(message, self._send)
+                    self._spawn(queue)  # the limit may have grown
                 case Rejected(rejects):
                     if self.on_rejects is not None:
                         self.on_rejects(rejects)
@@ -258,6 +273,7 @@ class UploadRun:
                 case ReadFailed(error):
                     raise error
                 case EndOfInput():
+                    self._input_ended = True
                     await queue.put(message)  # let the other workers see it too
                     return
 
