@@ -87,8 +87,11 @@ def load_config(path: str) -> dict[str, Any]:
     return values
 
 
-def parse_pairs(items: Iterable[str] | Mapping[str, str], flag: str) -> list[tuple[str, str]]:
-    """KEY=VALUE strings (CLI) or a mapping (TOML, Python) as ordered pairs."""
+def parse_pairs(
+    items: Iterable[str] | Mapping[str, str], flag: str, example: str
+) -> list[tuple[str, str]]:
+    """KEY=VALUE strings (CLI) or a mapping (TOML, Python) as ordered pairs; `example` is a
+    well-formed item of `flag`, shown when one is not."""
     if isinstance(items, Mapping):
         return [(str(k), str(v)) for k, v in items.items()]
     pairs = []
@@ -98,14 +101,14 @@ def parse_pairs(items: Iterable[str] | Mapping[str, str], flag: str) -> list[tup
             continue
         key, sep, value = str(item).partition("=")
         if not sep or not key.strip() or not value.strip():
-            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {flag} productId=sku")
+            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {flag} {example}")
         pairs.append((key.strip(), value.strip()))
     return pairs
 
 
 def parse_event_map(items: Any) -> tuple[tuple[str, str], ...]:
     pairs = []
-    for raw, name in parse_pairs(items, "--event-map"):
+    for raw, name in parse_pairs(items, "--event-map", "'basket=Added to cart'"):
         if name.lower() == IGNORE:
             pairs.append((raw, IGNORE))
             continue
@@ -124,7 +127,7 @@ def parse_mapping(items: Any) -> tuple[FieldMap, ...]:
     if isinstance(items, tuple) and all(isinstance(i, FieldMap) for i in items):
         return items
     maps = []
-    for target, column in parse_pairs(items, "--map"):
+    for target, column in parse_pairs(items, "--map", "productId=sku"):
         name, _, kind = target.partition(":")
         if name == "productId":  # it travels in data, as the API requires
             name = "data.productId"
