@@ -270,3 +270,32 @@ def test_batch_size_is_at_least_one():
 def test_max_request_bytes_is_at_least_1024():
     refused("--max-request-bytes must be at least 1024, not 1023", max_request_bytes=1023)
     assert build_options(None, max_request_bytes=1024).max_request_bytes == 1024
+
+
+# --- values of the wrong type (a TOML file or a keyword argument can hold anything) --------
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('batch-size = "500"', "--batch-size must be a whole number, not '500'"),
+        ("max-request-bytes = 1e6", "--max-request-bytes must be a whole number, not 1000000.0"),
+        ("batch-size = true", "--batch-size must be a whole number, not True"),
+        ("timezone = 5", "--timezone must be text, not 5"),
+        ("event = 1", "--event must be text, not 1"),
+        ('no-timestamp = "false"', "--no-timestamp must be true or false, not 'false'"),
+        ("keep-duplicates = 1", "--keep-duplicates must be true or false, not 1"),
+        (
+            'event-map = "wishlist=ignore"',
+            "--event-map takes a list of KEY=VALUE items (or a table), e.g. --event-map "
+            "'basket=Added to cart'; got 'wishlist=ignore'",
+        ),
+        (
+            "map = 5",
+            "--map takes a list of KEY=VALUE items (or a table), e.g. --map productId=sku; got 5",
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_type_in_the_file_is_a_config_error(toml, line, message):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        build_options(toml(line + "\n"))
