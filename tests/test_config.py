@@ -290,6 +290,8 @@ def test_sandbox_takes_true_or_a_sandbox(csv_path):
         ({"rate": 0}, "--rate must be above 0, not 0"),
         ({"rate": -1.5}, "--rate must be above 0, not -1.5"),
         ({"rate": float("inf")}, "--rate must be above 0, not inf"),
+        ({"rate": "2"}, "--rate must be above 0, not '2'"),
+        ({"concurrency": "3"}, "--concurrency must be at least 1, not '3'"),
         ({"max_retry_time": 0}, "max_retry_time must be a number of seconds above 0; got 0"),
         (
             {"max_retry_time": float("nan")},
