@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from uploader.checkpoint import Checkpoint
 from uploader.options import Options, build_options
 from uploader.pipeline import Tally, plan_run
 from uploader.read import resolve_sources
@@ -61,3 +62,19 @@ def run_plan() -> Callable[..., tuple[Tally, list[Any], list[Any]]]:
         return tally, batches, rejects
 
     return run
+
+
+@pytest.fixture
+def open_checkpoint(tmp_path: Path) -> Iterator[Callable[..., Checkpoint]]:
+    """open_checkpoint(name="state.db") opens a real state file in tmp_path (the same name
+    again: the same file, as a later run sees it); every one is closed at the end."""
+    opened: list[Checkpoint] = []
+
+    def open_(name: str = "state.db") -> Checkpoint:
+        checkpoint = Checkpoint(str(tmp_path / name))
+        opened.append(checkpoint)
+        return checkpoint
+
+    yield open_
+    for checkpoint in opened:
+        checkpoint.close()
