@@ -200,6 +200,13 @@ def test_quiet_logs_nothing():
     assert display.last == progress()  # still kept, for the caller
 
 
+def test_the_stopping_message_is_said_at_the_first_interrupt():
+    stream = io.StringIO()
+    display = UploadDisplay(quiet=True, stream=stream, stopping="uploader: stopping…")
+    display(Stopping())
+    assert stream.getvalue() == "uploader: stopping…\n"
+
+
 def test_no_stopping_message_no_words():
     stream = io.StringIO()
     display = UploadDisplay(quiet=False, stream=stream)
