@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.fakes import FakeClock, RecordingSleep
 from uploader.batches import Batch, encode_body, pack_batches
 from uploader.errors import ConfigError, SendError
 from uploader.event_ids import Event
@@ -43,26 +44,6 @@ Step = httpx.Response | Exception | int
 
 
 # --- fakes -----------------------------------------------------------------------------------
-
-
-class FakeClock:
-    """Monotonic seconds that move only when the sender sleeps (or a test says so)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class RecordingSleep:
-    clock: FakeClock
-    delays: list[float] = field(default_factory=list)
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-        self.clock.now += seconds
 
 
 class Ceiling:
@@ -692,36 +673,7 @@ def test_bisect_in_a_stream_of_batches_from_pack_batches() -> None:
     assert set(outcome.rejected) == {"e5", "e29"}
 
 
-# --- concurrency -------------------------------------------------------------------------------
-
-
-def test_429_halves_the_limit_once_per_burst_and_it_recovers() -> None:
-    async def main() -> None:
-        limiter = AdaptiveConcurrency(8, recover_after=3)
-        async with limiter as generation:
-            pass
-        limiter.throttled(generation)
-        limiter.throttled(generation)  # same burst: sent before the first halving
-        assert limiter.limit == 4
-        limiter.throttled()
-        limiter.throttled()
-        limiter.throttled()
-        assert limiter.limit == 1
-        for _ in range(2):
-            limiter.succeeded()
-        assert limiter.limit == 1
-        limiter.succeeded()
-        assert limiter.limit == 2
-        limiter.succeeded()
-        limiter.succeeded()
-        limiter.throttled()  # a 429 breaks the streak
-        limiter.succeeded()
-        assert limiter.limit == 1
-        for _ in range(100):
-            limiter.succeeded()
-        assert limiter.limit == 8
-
-    asyncio.run(main())
+# --- the sender and its limiter ------------------------------------------------------------------
 
 
 def test_a_429_through_the_sender_halves_its_limiter_and_successes_restore_it() -> None:
@@ -737,7 +689,7 @@ def test_a_429_through_the_sender_halves_its_limiter_and_successes_restore_it() 
     assert stats(outcome).status_counts == Counter({429: 1, 201: 5})
 
 
-def test_in_flight_requests_never_exceed_the_limit() -> None:
+def test_the_sender_keeps_requests_in_flight_within_its_limiter() -> None:
     peak = {"now": 0, "max": 0}
 
     async def handle(request: httpx.Request) -> httpx.Response:
@@ -772,24 +724,7 @@ def test_in_flight_requests_never_exceed_the_limit() -> None:
     assert peak["max"] == 3
 
 
-def test_rate_spaces_request_starts_evenly() -> None:
-    clock = FakeClock()
-    sleep = RecordingSleep(clock)
-
-    async def main() -> None:
-        limiter = AdaptiveConcurrency(1, rate=4.0, clock=clock, sleep=sleep)
-        for _ in range(5):
-            async with limiter:
-                pass
-
-    asyncio.run(main())
-    assert sleep.delays == [0.25, 0.25, 0.25, 0.25]
-
-
-@pytest.mark.parametrize("value", [0, -1, 1.5, True])
-def test_concurrency_must_be_a_positive_whole_number(value: Any) -> None:
-    with pytest.raises(ConfigError, match="concurrency"):
-        AdaptiveConcurrency(value)
+# --- the retry policy's settings -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("field_name", ["max_retry_time", "base_delay", "max_delay", "timeout"])
