@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from uploader.checkpoint import Checkpoint
+from uploader.inputs import Source, resolve_inputs
 from uploader.options import Options, build_options
 from uploader.pipeline import Tally, plan_run
 from uploader.read import resolve_sources
@@ -30,6 +31,28 @@ def write_csv(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def write_toml(tmp_path: Path) -> Callable[..., str]:
+    """write_toml(text, name="uploader.toml") writes a --config file; returns its path."""
+
+    def write(text: str, name: str = "uploader.toml") -> str:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return str(path)
+
+    return write
+
+
+@pytest.fixture
+def csv_sources(write_csv: Callable[..., Path]) -> Callable[..., list[Source]]:
+    """csv_sources(**{"a.csv": text, ...}) writes the files and finds them, in that order."""
+
+    def make(**files: str) -> list[Source]:
+        return resolve_inputs([write_csv(text, name) for name, text in files.items()])
+
+    return make
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from uploader.batches import Batch, encode_body
 from uploader.errors import CheckpointError, InputError
 from uploader.event_ids import Event
-from uploader.inputs import Source, fingerprint, resolve_inputs
+from uploader.inputs import Source, fingerprint
 from uploader.ledger import StateLedger
 from uploader.target import Target
 
@@ -37,18 +37,8 @@ def batch(seq: int, evs: list[Event]) -> Batch:
     return Batch(seq, tuple(evs), encode_body(evs))
 
 
-@pytest.fixture
-def sources(write_csv):
-    """sources(**{"a.csv": text, ...}) -> the found inputs, in that order."""
-
-    def make(**files: str) -> list[Source]:
-        return resolve_inputs([write_csv(text, name) for name, text in files.items()])
-
-    return make
-
-
-def test_plan_records_every_new_input_as_partial_and_reads_it(open_checkpoint, sources):
-    a, b = sources(**{"a.csv": export(3), "b.csv": export(2)})
+def test_plan_records_every_new_input_as_partial_and_reads_it(open_checkpoint, csv_sources):
+    a, b = csv_sources(**{"a.csv": export(3), "b.csv": export(2)})
     checkpoint = open_checkpoint()
     ledger = StateLedger(checkpoint, TARGET)
     plan = ledger.plan([a, b], force=False, restart=False)
@@ -65,9 +55,9 @@ def test_plan_records_every_new_input_as_partial_and_reads_it(open_checkpoint, s
 
 
 def test_a_file_completes_only_when_read_to_its_end_and_every_queued_event_answered(
-    open_checkpoint, sources
+    open_checkpoint, csv_sources
 ):
-    (a,) = sources(**{"a.csv": export(4)})
+    (a,) = csv_sources(**{"a.csv": export(4)})
     checkpoint = open_checkpoint()
     ledger = StateLedger(checkpoint, TARGET)
     plan = ledger.plan([a], force=False, restart=False)
@@ -99,8 +89,8 @@ def test_a_file_completes_only_when_read_to_its_end_and_every_queued_event_answe
     assert checkpoint.delivered_keys(file_id) == b""  # a finished file keeps no keys
 
 
-def test_every_answer_in_is_not_enough_without_read_all(open_checkpoint, sources):
-    (a,) = sources(**{"a.csv": export(2)})
+def test_every_answer_in_is_not_enough_without_read_all(open_checkpoint, csv_sources):
+    (a,) = csv_sources(**{"a.csv": export(2)})
     ledger = StateLedger(open_checkpoint(), TARGET)
     ledger.plan([a], force=False, restart=False)
     only = batch(0, events(a, 1, 2))
@@ -113,8 +103,8 @@ def test_every_answer_in_is_not_enough_without_read_all(open_checkpoint, sources
     assert not ledger.unfinished()
 
 
-def test_a_completed_file_is_skipped_by_the_next_run(open_checkpoint, sources):
-    (a,) = sources(**{"a.csv": export(2)})
+def test_a_completed_file_is_skipped_by_the_next_run(open_checkpoint, csv_sources):
+    (a,) = csv_sources(**{"a.csv": export(2)})
     checkpoint = open_checkpoint()
     ledger = StateLedger(checkpoint, TARGET)
     ledger.plan([a], force=False, restart=False)
@@ -131,8 +121,8 @@ def test_a_completed_file_is_skipped_by_the_next_run(open_checkpoint, sources):
     assert again.skipped == ((a.name, "already uploaded (2 events)"),)
 
 
-def test_another_target_does_not_count_a_file_as_delivered(open_checkpoint, sources):
-    (a,) = sources(**{"a.csv": export(2)})
+def test_another_target_does_not_count_a_file_as_delivered(open_checkpoint, csv_sources):
+    (a,) = csv_sources(**{"a.csv": export(2)})
     checkpoint = open_checkpoint()
     ledger = StateLedger(checkpoint, TARGET)
     ledger.plan([a], force=False, restart=False)
@@ -144,8 +134,8 @@ def test_another_target_does_not_count_a_file_as_delivered(open_checkpoint, sour
     assert plan.to_read == (a,)
 
 
-def test_a_crashed_run_is_resumed_and_its_unanswered_requests_counted(open_checkpoint, sources):
-    (a,) = sources(**{"a.csv": export(8)})
+def test_a_crashed_run_is_resumed_and_its_unanswered_requests_counted(open_checkpoint, csv_sources):
+    (a,) = csv_sources(**{"a.csv": export(8)})
     first_run = StateLedger(open_checkpoint(), TARGET)
     first_run.plan([a], force=False, restart=False)
     answered = batch(0, events(a, 1, 2))
@@ -176,8 +166,8 @@ def test_a_crashed_run_is_resumed_and_its_unanswered_requests_counted(open_check
     assert checkpoint.take_leftover_inflight() == {}  # counted once, then cleared
 
 
-def test_answered_requests_leave_nothing_in_flight(open_checkpoint, sources):
-    (a,) = sources(**{"a.csv": export(4)})
+def test_answered_requests_leave_nothing_in_flight(open_checkpoint, csv_sources):
+    (a,) = csv_sources(**{"a.csv": export(4)})
     first_run = StateLedger(open_checkpoint(), TARGET)
     first_run.plan([a], force=False, restart=False)
     for seq, rows in enumerate([(1, 2), (3, 4)]):
@@ -190,8 +180,8 @@ def test_answered_requests_leave_nothing_in_flight(open_checkpoint, sources):
     assert plan.files[a.name].refused == {1: "no", 2: "no", 3: "no", 4: "no"}
 
 
-def test_close_run_saves_each_file_and_the_run(open_checkpoint, sources):
-    a, b = sources(**{"a.csv": export(3), "b.csv": export(2)})
+def test_close_run_saves_each_file_and_the_run(open_checkpoint, csv_sources):
+    a, b = csv_sources(**{"a.csv": export(3), "b.csv": export(2)})
     checkpoint = open_checkpoint()
     ledger = StateLedger(checkpoint, TARGET)
     ledger.plan([a, b], force=False, restart=False)
@@ -212,8 +202,8 @@ def test_close_run_saves_each_file_and_the_run(open_checkpoint, sources):
     assert orjson.loads(figures) == {"events_sent": 2}
 
 
-def test_fail_run_records_the_error_type(open_checkpoint, sources):
-    (a,) = sources(**{"a.csv": export(1)})
+def test_fail_run_records_the_error_type(open_checkpoint, csv_sources):
+    (a,) = csv_sources(**{"a.csv": export(1)})
     checkpoint = open_checkpoint()
     ledger = StateLedger(checkpoint, TARGET)
     ledger.plan([a], force=False, restart=False)
@@ -223,8 +213,10 @@ def test_fail_run_records_the_error_type(open_checkpoint, sources):
     assert orjson.loads(figures) == {"error": "RuntimeError"}
 
 
-def test_a_changed_file_is_refused_and_restart_forgets_what_was_delivered(open_checkpoint, sources):
-    (a,) = sources(**{"a.csv": export(2)})
+def test_a_changed_file_is_refused_and_restart_forgets_what_was_delivered(
+    open_checkpoint, csv_sources
+):
+    (a,) = csv_sources(**{"a.csv": export(2)})
     checkpoint = open_checkpoint()
     ledger = StateLedger(checkpoint, TARGET)
     ledger.plan([a], force=False, restart=False)
@@ -235,7 +227,7 @@ def test_a_changed_file_is_refused_and_restart_forgets_what_was_delivered(open_c
     ledger.close_run("interrupted", {})
     (old,) = checkpoint.files()
 
-    (changed,) = sources(**{"a.csv": export(3, sku="T")})
+    (changed,) = csv_sources(**{"a.csv": export(3, sku="T")})
     with pytest.raises(CheckpointError, match=r"changed since 1 of its events were delivered"):
         StateLedger(checkpoint, TARGET).plan([changed], force=False, restart=False)
 
@@ -248,8 +240,8 @@ def test_a_changed_file_is_refused_and_restart_forgets_what_was_delivered(open_c
     assert checkpoint.delivered_count(kept.id) == 0
 
 
-def test_an_input_gone_since_it_was_found_is_named(open_checkpoint, sources):
-    (a,) = sources(**{"a.csv": export(1)})
+def test_an_input_gone_since_it_was_found_is_named(open_checkpoint, csv_sources):
+    (a,) = csv_sources(**{"a.csv": export(1)})
     os.unlink(a.name)
     with pytest.raises(InputError, match=f"^{a.name}: cannot open "):
         StateLedger(open_checkpoint(), TARGET).plan([a], force=False, restart=False)

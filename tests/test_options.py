@@ -4,7 +4,6 @@ before anything is read, with the words the user sees."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
@@ -24,16 +23,6 @@ KNOWN = (
 )
 
 
-@pytest.fixture
-def toml(tmp_path: Path):
-    def write(text: str, name: str = "uploader.toml") -> str:
-        path = tmp_path / name
-        path.write_text(text, encoding="utf-8")
-        return str(path)
-
-    return write
-
-
 def refused(message: str, **given: object) -> None:
     with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
         build_options(None, **given)
@@ -49,8 +38,8 @@ def test_nothing_given_means_the_defaults():
     assert Options().timezone == "UTC"
 
 
-def test_the_file_gives_values_under_the_flag_names_with_dashes_or_underscores(toml):
-    path = toml(
+def test_the_file_gives_values_under_the_flag_names_with_dashes_or_underscores(write_toml):
+    path = write_toml(
         """
         event-column = "action"
         batch_size = 50
@@ -76,16 +65,16 @@ def test_the_file_gives_values_under_the_flag_names_with_dashes_or_underscores(t
     )
 
 
-def test_a_flag_wins_over_the_file_and_a_list_flag_replaces_the_files_list(toml):
-    path = toml('batch-size = 50\ntimezone = "Europe/London"\n[map]\nproductId = "sku"\n')
+def test_a_flag_wins_over_the_file_and_a_list_flag_replaces_the_files_list(write_toml):
+    path = write_toml('batch-size = 50\ntimezone = "Europe/London"\n[map]\nproductId = "sku"\n')
     options = build_options(path, batch_size=7, mapping=["userId=customer"])
     assert options.batch_size == 7
     assert options.timezone == "Europe/London"  # not given as a flag: the file's
     assert options.mapping == (FieldMap("userId", "customer"),)
 
 
-def test_flags_not_given_leave_the_files_values(toml):
-    path = toml('batch-size = 50\n[event-map]\nwishlist = "ignore"\n')
+def test_flags_not_given_leave_the_files_values(write_toml):
+    path = write_toml('batch-size = 50\n[event-map]\nwishlist = "ignore"\n')
     options = build_options(path, batch_size=None, event_map=[], mapping=(), timezone=None)
     assert options.batch_size == 50
     assert options.event_map == (("wishlist", "ignore"),)
@@ -99,8 +88,8 @@ def test_an_unreadable_file_is_named():
     )
 
 
-def test_a_file_that_is_not_toml_is_named_with_the_parsers_words(toml):
-    path = toml("batch-size = \n")
+def test_a_file_that_is_not_toml_is_named_with_the_parsers_words(write_toml):
+    path = write_toml("batch-size = \n")
     with pytest.raises(ConfigError) as caught:
         build_options(path)
     assert str(caught.value) == (
@@ -296,6 +285,6 @@ def test_max_request_bytes_is_at_least_1024():
         ),
     ],
 )
-def test_a_value_of_the_wrong_type_in_the_file_is_a_config_error(toml, line, message):
+def test_a_value_of_the_wrong_type_in_the_file_is_a_config_error(write_toml, line, message):
     with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
-        build_options(toml(line + "\n"))
+        build_options(write_toml(line + "\n"))
