@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from uploader.checkpoint import Checkpoint
+from uploader.inputs import Source, resolve_inputs
 from uploader.options import Options, build_options
 from uploader.pipeline import Tally, plan_run
 from uploader.read import resolve_sources
@@ -29,6 +31,28 @@ def write_csv(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def write_toml(tmp_path: Path) -> Callable[..., str]:
+    """write_toml(text, name="uploader.toml") writes a --config file; returns its path."""
+
+    def write(text: str, name: str = "uploader.toml") -> str:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return str(path)
+
+    return write
+
+
+@pytest.fixture
+def csv_sources(write_csv: Callable[..., Path]) -> Callable[..., list[Source]]:
+    """csv_sources(**{"a.csv": text, ...}) writes the files and finds them, in that order."""
+
+    def make(**files: str) -> list[Source]:
+        return resolve_inputs([write_csv(text, name) for name, text in files.items()])
+
+    return make
 
 
 @pytest.fixture
@@ -61,3 +85,19 @@ def run_plan() -> Callable[..., tuple[Tally, list[Any], list[Any]]]:
         return tally, batches, rejects
 
     return run
+
+
+@pytest.fixture
+def open_checkpoint(tmp_path: Path) -> Iterator[Callable[..., Checkpoint]]:
+    """open_checkpoint(name="state.db") opens a real state file in tmp_path (the same name
+    again: the same file, as a later run sees it); every one is closed at the end."""
+    opened: list[Checkpoint] = []
+
+    def open_(name: str = "state.db") -> Checkpoint:
+        checkpoint = Checkpoint(str(tmp_path / name))
+        opened.append(checkpoint)
+        return checkpoint
+
+    yield open_
+    for checkpoint in opened:
+        checkpoint.close()

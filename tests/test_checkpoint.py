@@ -43,14 +43,6 @@ def test_acks_survive_reopening_and_leftovers_are_reported_once(tmp_path, write_
     cp.close()
 
 
-def test_fingerprint_follows_content_not_name(tmp_path, write_csv):
-    a = write_csv("a\n1\n", "a.csv")
-    b = write_csv("a\n1\n", "b.csv")
-    c = write_csv("a\n2\n", "c.csv")
-    fa, fb, fc = (fingerprint(s) for s in resolve_sources([a, b, c]))
-    assert fa == fb != fc
-
-
 def test_a_file_that_is_not_a_state_file_is_refused(tmp_path):
     bogus = tmp_path / "state.db"
     bogus.write_text("not sqlite at all, " * 100)

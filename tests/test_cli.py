@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import orjson
 import pytest
 
 from uploader.cli import main
+from uploader.version import __version__
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = "ts,event,sku,user_id\n2024-05-02T14:38:24Z,view,S1,u1\n2024-05-02T14:38:25Z,cart,S2,u1\n"
@@ -109,3 +111,31 @@ def test_help_lists_the_commands_and_exit_codes():
     )
     assert "--event-map VALUE=NAME" in result.stdout
     assert "exit codes: 0 every row valid; 1 some rows rejected" in result.stdout
+
+
+HEAVY = {"pandas", "pyarrow", "httpx", "numpy"}
+IMPORT_LINE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s+(\S+)$")
+
+
+@pytest.mark.parametrize(
+    ("argv", "shows"),
+    [
+        (["-c", "import uploader"], "uploader.version"),
+        (["-m", "uploader", "--help"], "argparse"),
+        (["-m", "uploader", "--version"], "argparse"),
+    ],
+    ids=["import", "--help", "--version"],
+)
+def test_import_help_and_version_load_none_of_the_heavy_libraries(argv, shows):
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    modules = {m.group(1) for m in map(IMPORT_LINE.match, result.stderr.splitlines()) if m}
+    assert shows in modules  # the list was read
+    assert {name.split(".")[0] for name in modules} & HEAVY == set()
+    if argv[-1] == "--version":
+        assert result.stdout == f"uploader {__version__}\n"

@@ -19,7 +19,7 @@ import pytest
 from uploader import core
 from uploader.config import build_config
 from uploader.errors import CheckpointError, InputError
-from uploader.inputs import partitions_of, resolve_sources
+from uploader.inputs import FINGERPRINT_SAMPLE, fingerprint, partitions_of, resolve_sources
 from uploader.results import UploadResult
 from uploader.sandbox import Sandbox
 
@@ -68,6 +68,31 @@ def test_partition_names_parse_outermost_first():
         ("h", "07"),
     )
     assert partitions_of("plain/folder/file.csv") == ()
+
+
+def test_fingerprint_follows_content_not_name(tmp_path, write_csv):
+    a = write_csv("a\n1\n", "a.csv")
+    b = write_csv("a\n1\n", "b.csv")
+    c = write_csv("a\n2\n", "c.csv")
+    fa, fb, fc = (fingerprint(s) for s in resolve_sources([a, b, c]))
+    assert fa == fb != fc
+
+
+def test_fingerprint_of_a_large_file_reads_its_head_and_tail(write_csv):
+    body = "a\n" + "1\n" * (FINGERPRINT_SAMPLE // 2 + 10) + "2\n" * (FINGERPRINT_SAMPLE // 2)
+    first = fingerprint(*resolve_sources([write_csv(body, "a.csv")]))
+    tail = fingerprint(*resolve_sources([write_csv(body[:-2] + "3\n", "b.csv")]))
+    assert first != tail
+    assert first.startswith("sha256:")
+
+
+def test_fingerprint_of_a_table_follows_its_content():
+    one = pa.table({"sku": ["S1", "S2"]})
+    same = pa.table({"sku": ["S1", "S2"]})
+    other = pa.table({"sku": ["S1", "S3"]})
+    prints = [fingerprint(s) for s in resolve_sources([one, same, other])]
+    assert prints[0] == prints[1] != prints[2]
+    assert prints[0].startswith("table:")
 
 
 def free_port() -> int:

@@ -97,3 +97,21 @@ def test_corrupt_parquet_is_an_input_error(tmp_path):
     path.write_bytes(b"PAR1 this is not parquet")
     with pytest.raises(InputError, match="not a readable Parquet file"):
         resolve_sources([path])
+
+
+def test_text_that_is_not_utf8_is_an_input_error_wherever_it_is(write_csv):
+    header, row = "ts,event,sku,user_id\n", "2024-05-02T14:38:24Z,view,S1,u1\n"
+    early = write_csv(header + row, "early.csv")
+    with open(early, "ab") as fh:
+        fh.write(b"2024-05-02T14:38:25Z,view,S2,\xff\xfe\n")  # Latin-1, in the first block
+    with pytest.raises(InputError) as info:
+        list(read_frames(resolve_sources([early])))
+    assert str(info.value) == (
+        f"{early}: cannot read (In CSV column #3: Row #3: CSV conversion error to string: "
+        "invalid UTF8 data)"
+    )
+    late = write_csv(header + row * 40_000, "late.csv")  # past the first 1 MiB block
+    with open(late, "ab") as fh:
+        fh.write(b"2024-05-02T14:38:25Z,view,S2,\xff\xfe\n")
+    with pytest.raises(InputError, match=f"^{late}: cannot read past this point"):
+        list(read_frames(resolve_sources([late])))

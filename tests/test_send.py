@@ -10,7 +10,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 import orjson
@@ -19,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.factories import Item, body_of, events_of
+from tests.fakes import FakeClock, RecordingSleep
 from uploader.batches import Batch, pack_batches
 from uploader.errors import ConfigError, SendError
 from uploader.events import Events
@@ -44,26 +44,6 @@ Step = httpx.Response | Exception | int
 
 
 # --- fakes -----------------------------------------------------------------------------------
-
-
-class FakeClock:
-    """Monotonic seconds that move only when the sender sleeps (or a test says so)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class RecordingSleep:
-    clock: FakeClock
-    delays: list[float] = field(default_factory=list)
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-        self.clock.now += seconds
 
 
 class Ceiling:
@@ -182,81 +162,6 @@ def run_send(
 def stats(outcome: Outcome) -> Any:
     assert outcome.sender is not None
     return outcome.sender.stats
-
-
-# --- credentials and target ----------------------------------------------------------------
-
-
-def test_authorization_is_basic_of_prefix_and_secret() -> None:
-    assert CREDENTIALS.authorization == f"Basic {TOKEN}"
-    assert (CREDENTIALS.prefix, CREDENTIALS.secret) == (PREFIX, SECRET)
-    assert Credentials.from_key(KEY + "\n") == CREDENTIALS  # a key file's final newline
-
-
-def test_credentials_repr_and_str_hide_the_secret() -> None:
-    for text in (repr(CREDENTIALS), str(CREDENTIALS), f"{CREDENTIALS}", repr([CREDENTIALS])):
-        assert SECRET not in text
-        assert TOKEN not in text
-        assert PREFIX in text
-
-
-@pytest.mark.parametrize(
-    "key",
-    [
-        "",
-        "nodot",
-        ".secretonly",
-        "prefixonly.",
-        "pre fix.secret",
-        "pre:fix.secret",
-        "prefix7.sec ret",
-    ],
-)
-def test_malformed_key_is_refused_without_quoting_it(key: str) -> None:
-    with pytest.raises(ConfigError, match=r"PREFIX\.SECRET") as caught:
-        Credentials.from_key(key)
-    for piece in key.split("."):
-        if piece:
-            assert piece not in str(caught.value)
-
-
-def test_redact_removes_key_secret_and_token() -> None:
-    text = (
-        f"key={KEY} secret={SECRET} header=Basic {TOKEN} url=?apiKey={quote(KEY, safe='')} "
-        f"again {SECRET}{SECRET}"
-    )
-    clean = CREDENTIALS.redact(text)
-    for form in (KEY, SECRET, TOKEN, quote(KEY, safe="")):
-        assert form not in clean
-    assert "<redacted>" in clean
-    assert CREDENTIALS.redact("nothing secret here") == "nothing secret here"
-
-
-def test_track_url_encodes_org_and_project_and_keeps_the_source_id() -> None:
-    assert TARGET.track_url == (
-        f"https://api.test/v1/acme%20org%2Feu/projects/shop%26co%3F/sources/{SOURCE}/track"
-    )
-    assert Target("http://127.0.0.1:8080/", "o", "p", "1").track_url == (
-        "http://127.0.0.1:8080/v1/o/projects/p/sources/1/track"
-    )
-
-
-@pytest.mark.parametrize(
-    "source", ["", "12.5", "7.301234567890124e+18", "abc", "\uff11\uff12\uff13", " 1"]
-)
-def test_source_id_must_be_digits(source: str) -> None:
-    with pytest.raises(ConfigError, match="source id"):
-        Target("https://api.test", "o", "p", source)
-
-
-def test_source_id_must_be_a_string() -> None:
-    with pytest.raises(ConfigError, match="string of digits"):
-        Target("https://api.test", "o", "p", 7301234567890123456)  # type: ignore[arg-type]
-
-
-def test_base_url_needs_a_scheme() -> None:
-    with pytest.raises(ConfigError, match="https://"):
-        Target("api.intempt.com", "o", "p", SOURCE)
 
 
 # --- the request -----------------------------------------------------------------------------
@@ -693,36 +598,7 @@ def test_bisect_in_a_stream_of_batches_from_pack_batches() -> None:
     assert set(outcome.rejected) == {"e5", "e29"}
 
 
-# --- concurrency -------------------------------------------------------------------------------
-
-
-def test_429_halves_the_limit_once_per_burst_and_it_recovers() -> None:
-    async def main() -> None:
-        limiter = AdaptiveConcurrency(8, recover_after=3)
-        async with limiter as generation:
-            pass
-        limiter.throttled(generation)
-        limiter.throttled(generation)  # same burst: sent before the first halving
-        assert limiter.limit == 4
-        limiter.throttled()
-        limiter.throttled()
-        limiter.throttled()
-        assert limiter.limit == 1
-        for _ in range(2):
-            limiter.succeeded()
-        assert limiter.limit == 1
-        limiter.succeeded()
-        assert limiter.limit == 2
-        limiter.succeeded()
-        limiter.succeeded()
-        limiter.throttled()  # a 429 breaks the streak
-        limiter.succeeded()
-        assert limiter.limit == 1
-        for _ in range(100):
-            limiter.succeeded()
-        assert limiter.limit == 8
-
-    asyncio.run(main())
+# --- the sender and its limiter ------------------------------------------------------------------
 
 
 def test_a_429_through_the_sender_halves_its_limiter_and_successes_restore_it() -> None:
@@ -738,7 +614,7 @@ def test_a_429_through_the_sender_halves_its_limiter_and_successes_restore_it() 
     assert stats(outcome).status_counts == Counter({429: 1, 201: 5})
 
 
-def test_in_flight_requests_never_exceed_the_limit() -> None:
+def test_the_sender_keeps_requests_in_flight_within_its_limiter() -> None:
     peak = {"now": 0, "max": 0}
 
     async def handle(request: httpx.Request) -> httpx.Response:
@@ -775,24 +651,7 @@ def test_in_flight_requests_never_exceed_the_limit() -> None:
     assert peak["max"] == 3
 
 
-def test_rate_spaces_request_starts_evenly() -> None:
-    clock = FakeClock()
-    sleep = RecordingSleep(clock)
-
-    async def main() -> None:
-        limiter = AdaptiveConcurrency(1, rate=4.0, clock=clock, sleep=sleep)
-        for _ in range(5):
-            async with limiter:
-                pass
-
-    asyncio.run(main())
-    assert sleep.delays == [0.25, 0.25, 0.25, 0.25]
-
-
-@pytest.mark.parametrize("value", [0, -1, 1.5, True])
-def test_concurrency_must_be_a_positive_whole_number(value: Any) -> None:
-    with pytest.raises(ConfigError, match="concurrency"):
-        AdaptiveConcurrency(value)
+# --- the retry policy's settings -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("field_name", ["max_retry_time", "base_delay", "max_delay", "timeout"])

@@ -57,10 +57,10 @@ class Sending:
         if concurrency is not None and (
             isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
         ):
-            raise ConfigError(f"--concurrency must be at least 1, not {concurrency}")
+            raise ConfigError(f"--concurrency must be at least 1, not {concurrency!r}")
         rate = self.rate
         if rate is not None and not (_is_number(rate) and math.isfinite(rate) and rate > 0):
-            raise ConfigError(f"--rate must be above 0, not {rate}")
+            raise ConfigError(f"--rate must be above 0, not {rate!r}")
         value = self.max_retry_time
         if not (_is_number(value) and math.isfinite(value) and value > 0):
             raise ConfigError(f"max_retry_time must be a number of seconds above 0; got {value!r}")

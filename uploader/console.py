@@ -85,7 +85,7 @@ class UploadDisplay:
 
     def __call__(self, event: Progress | Stopping | SandboxStarted) -> None:
         if isinstance(event, Stopping) and self.stopping:
-            print(self.stopping, file=sys.stderr)
+            print(self.stopping, file=self.stream, flush=True)
         if not isinstance(event, Progress):
             return
         self.last = event

@@ -7,6 +7,7 @@ anything is read.
 
 from __future__ import annotations
 
+import numbers
 import re
 import tomllib
 import zoneinfo
@@ -87,10 +88,18 @@ def load_config(path: str) -> dict[str, Any]:
     return values
 
 
-def parse_pairs(items: Iterable[str] | Mapping[str, str], flag: str) -> list[tuple[str, str]]:
-    """KEY=VALUE strings (CLI) or a mapping (TOML, Python) as ordered pairs."""
+def parse_pairs(
+    items: Iterable[str] | Mapping[str, str], flag: str, example: str
+) -> list[tuple[str, str]]:
+    """KEY=VALUE strings (CLI) or a mapping (TOML, Python) as ordered pairs; `example` is a
+    well-formed item of `flag`, shown when one is not."""
     if isinstance(items, Mapping):
         return [(str(k), str(v)) for k, v in items.items()]
+    if isinstance(items, str | bytes) or not isinstance(items, Iterable):
+        raise ConfigError(
+            f"{flag} takes a list of KEY=VALUE items (or a table), e.g. {flag} {example}; "
+            f"got {items!r}"
+        )
     pairs = []
     for item in items:
         if isinstance(item, tuple) and len(item) == 2:
@@ -98,14 +107,14 @@ def parse_pairs(items: Iterable[str] | Mapping[str, str], flag: str) -> list[tup
             continue
         key, sep, value = str(item).partition("=")
         if not sep or not key.strip() or not value.strip():
-            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {flag} productId=sku")
+            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE, e.g. {flag} {example}")
         pairs.append((key.strip(), value.strip()))
     return pairs
 
 
 def parse_event_map(items: Any) -> tuple[tuple[str, str], ...]:
     pairs = []
-    for raw, name in parse_pairs(items, "--event-map"):
+    for raw, name in parse_pairs(items, "--event-map", "'basket=Added to cart'"):
         if name.lower() == IGNORE:
             pairs.append((raw, IGNORE))
             continue
@@ -124,7 +133,7 @@ def parse_mapping(items: Any) -> tuple[FieldMap, ...]:
     if isinstance(items, tuple) and all(isinstance(i, FieldMap) for i in items):
         return items
     maps = []
-    for target, column in parse_pairs(items, "--map"):
+    for target, column in parse_pairs(items, "--map", "productId=sku"):
         name, _, kind = target.partition(":")
         if name == "productId":  # it travels in data, as the API requires
             name = "data.productId"
@@ -133,6 +142,7 @@ def parse_mapping(items: Any) -> tuple[FieldMap, ...]:
 
 
 def _check(options: Options) -> None:
+    _check_types(options)
     if options.event is not None and options.event_column is not None:
         raise ConfigError("give --event (one event for every row) or --event-column, not both")
     if options.event is not None and options.event not in EVENT_NAMES:
@@ -162,6 +172,26 @@ def _check(options: Options) -> None:
         if fm.field in seen:
             raise ConfigError(f"--map {fm.field} is given twice; keep one")
         seen.add(fm.field)
+
+
+def _check_types(options: Options) -> None:
+    """A TOML file or a keyword argument can hold any type: '500' is not 500."""
+    for name in ("batch_size", "max_request_bytes"):
+        value = getattr(options, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ConfigError(f"{_flag(name)} must be a whole number, not {value!r}")
+    for name in ("event", "event_column", "timestamp_unit", "timestamp_format", "timezone"):
+        value = getattr(options, name)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{_flag(name)} must be text, not {value!r}")
+    for name in ("no_timestamp", "keep_duplicates"):
+        value = getattr(options, name)
+        if not isinstance(value, bool):  # "false" in quotes would otherwise turn it on
+            raise ConfigError(f"{_flag(name)} must be true or false, not {value!r}")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def _check_field(fm: FieldMap) -> None:

@@ -74,19 +74,22 @@ def _read_csv(source: Source, chunk_rows: int) -> Iterator[Chunk]:
 
     stream, raw = open_text(source)
     try:
-        reader = pacsv.open_csv(
-            stream,
-            read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
-            parse_options=pacsv.ParseOptions(
-                delimiter=delimiter_of(source.name),
-                newlines_in_values=True,
-                invalid_row_handler=on_invalid,
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.string() for name in _file_columns(source)},
-                strings_can_be_null=False,
-            ),
-        )
+        try:  # opening parses the first block: its errors come from here, not from reading
+            reader = pacsv.open_csv(
+                stream,
+                read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=delimiter_of(source.name),
+                    newlines_in_values=True,
+                    invalid_row_handler=on_invalid,
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={name: pa.string() for name in _file_columns(source)},
+                    strings_can_be_null=False,
+                ),
+            )
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InputError(f"{source.name}: cannot read ({exc})") from exc
         numbering = _RowNumbering()
         for batch in _rebatch(_batches_or_input_error(reader, source.name), chunk_rows):
             skipped = numbering.note_skipped(bad)
