@@ -101,3 +101,10 @@ def open_checkpoint(tmp_path: Path) -> Iterator[Callable[..., Checkpoint]]:
     yield open_
     for checkpoint in opened:
         checkpoint.close()
+
+
+@pytest.fixture(autouse=True)
+def _build_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks are built in the test's own process (a worker process costs half a second to
+    start); tests/test_workers.py covers the worker."""
+    monkeypatch.setenv("UPLOADER_WORKER", "0")

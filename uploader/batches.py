@@ -48,9 +48,10 @@ class Batch:
         return self.events.file
 
 
-def body_sizes_alone(events: Events) -> np.ndarray:
-    """Bytes of a body that carries each event on its own."""
-    sizes: np.ndarray = _BODY_COST + events.item_sizes + _GROUP_COST[events.codes]
+def body_sizes_alone(item_sizes: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Bytes of a body that carries each event on its own, from its item's size (leading
+    comma included) and its name code."""
+    sizes: np.ndarray = _BODY_COST + item_sizes + _GROUP_COST[codes]
     return sizes
 
 

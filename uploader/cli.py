@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from uploader import workers
 from uploader.config import (
     AUTO_MAX,
     DEFAULT_CONCURRENCY,
@@ -389,6 +390,9 @@ def _dry_run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("validate", "upload"):
+        # The worker that builds chunks imports pandas and pyarrow while this process does.
+        workers.prestart()
     try:
         code: int = args.run(args)
     except UploaderError as exc:
@@ -397,6 +401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("uploader: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        workers.discard()
     return code
 
 

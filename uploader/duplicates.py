@@ -1,51 +1,100 @@
-"""Run-wide memory of event ids, in bounded space: 10 bytes a key, not a Python object.
+"""Run-wide memory of event ids, in bounded space: 10 bytes a key, and past a budget on disk.
 
-A 10-million-row backfill must still collapse exact duplicates across the whole upload
-and refuse a given eventId used twice, without holding 10 million Python objects. Keys are
-80 bits of an id's SHA-256 (a false match needs an 80-bit collision: about 1 in 10^10 for
-10 million keys), kept in sorted numpy runs that are looked up with binary search.
+A backfill must collapse exact duplicates across the whole upload and refuse a given
+eventId used twice, without holding a Python object per event, and without its memory
+growing with the input. Keys are 80 bits of an id's SHA-256 (a 64-bit `hi` and a 16-bit
+`lo`; a false match needs an 80-bit collision: about 1 in 10^10 for 10 million keys).
+
+- Sorted runs in memory, merged size-tiered (two runs of similar size become one), so a
+  lookup costs one binary search per run and there are about log2(keys / chunk) runs.
+- A filter of one bit per slot of `hi` (the hash's top bits) answers most lookups of new
+  keys without touching the runs: with F bits and N keys, about N/F of them get through.
+- Past `memory_keys` keys, the largest memory run moves to a file (sorted, with every
+  SPILL_BLOCK-th key kept in memory as an index): memory then stays near
+  memory_keys x 10 bytes + the filter, whatever the input's size. A lookup that gets past
+  the filter reads one block of each file; when there are more than MAX_SPILLED files they
+  are merged into one, in bounded memory.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+import weakref
+from collections.abc import Iterator
+
 import numpy as np
 
-# Keys per sorted run before a new run starts: merging stays cheap (a few MB), and a lookup
-# costs one binary search per run (5 runs for 10 million keys).
-RUN_KEYS = 1 << 20
+# Keys held in memory before the largest run moves to disk: 8M keys are 80 MB (values, for
+# given eventIds, 8 bytes more each). Documented in the README as the memory budget.
+MEMORY_KEYS = 8 << 20
+# The filter starts small and grows x4 while keys exceed a sixteenth of its bits (about 6%
+# of new keys then get past it), up to 2**28 bits (32 MB): at 10M keys 4% get past.
+FILTER_BITS_FIRST = 1 << 22
+FILTER_BITS_MAX = 1 << 28
+FILTER_LOAD = 16
+# Keys a block of a spilled run holds: one read of 40 KB per lookup that gets past the filter.
+SPILL_BLOCK = 4096
+# Spilled runs before they are merged into one: a lookup reads a block from each.
+MAX_SPILLED = 8
+# Keys merged at a time when spilled runs are merged (memory: 10 bytes each, per run).
+MERGE_KEYS = 1 << 20
 # Bytes of a key: a 64-bit hi and a 16-bit lo half.
 KEY_BYTES = 10
 # Value stored for a key when the caller gives none.
 NO_VALUE = -1
+_ABSENT = NO_VALUE - 1
 
 
 class KeySet:
     """A set of (hi: uint64, lo: uint16) keys, optionally each with an int64 value (e.g.
-    where it was first seen: 8 more bytes a key). Keys are only ever added."""
+    where it was first seen). Keys are only ever added. `close()` removes spill files."""
 
-    def __init__(self, with_values: bool = False) -> None:
+    def __init__(
+        self,
+        with_values: bool = False,
+        *,
+        memory_keys: int = MEMORY_KEYS,
+        spill_dir: str | None = None,
+        filter_bits: int = FILTER_BITS_FIRST,
+        max_spilled: int = MAX_SPILLED,
+    ) -> None:
         self.with_values = with_values
-        self.runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.memory_keys = memory_keys
+        self.max_spilled = max_spilled
+        self.runs: list[_Run] = []  # in memory, oldest (largest) first
+        self.spilled: list[_SpilledRun] = []
+        self._spill_parent = spill_dir
+        self._spill_dir: str | None = None
+        self._bits = filter_bits
+        self._filter = np.zeros(filter_bits // 8, dtype=np.uint8)
+        self._count = 0
 
     def __len__(self) -> int:
-        return sum(len(hi) for hi, _, _ in self.runs)
+        return self._count
+
+    @property
+    def in_memory(self) -> int:
+        return sum(len(run) for run in self.runs)
 
     def lookup(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
         """The stored value of each key (NO_VALUE in a set without values), or
         NO_VALUE - 1 where the key is absent."""
-        found = np.full(len(hi), NO_VALUE - 1, dtype=np.int64)
-        for run_hi, run_lo, run_val in self.runs:
-            at = np.searchsorted(run_hi, hi)
-            inside = at < len(run_hi)
-            at_clipped = np.where(inside, at, 0)
-            same_hi = inside & (run_hi[at_clipped] == hi)
-            for i in np.flatnonzero(same_hi).tolist():
-                j = int(at_clipped[i])
-                while j < len(run_hi) and run_hi[j] == hi[i]:  # equal hi: almost never twice
-                    if run_lo[j] == lo[i]:
-                        found[i] = run_val[j] if self.with_values else NO_VALUE
-                        break
-                    j += 1
+        found = np.full(len(hi), _ABSENT, dtype=np.int64)
+        if not self._count or not len(hi):
+            return found
+        maybe = np.flatnonzero(self._test(hi))
+        if not len(maybe):
+            return found
+        order = maybe[np.argsort(hi[maybe], kind="stable")]  # sorted queries search faster
+        q_hi, q_lo = hi[order], lo[order]
+        result = np.full(len(order), _ABSENT, dtype=np.int64)
+        for run in self.runs:
+            run.lookup(q_hi, q_lo, result)
+        for spilled in self.spilled:
+            spilled.lookup(q_hi, q_lo, result)
+        found[order] = result
         return found
 
     def add(self, hi: np.ndarray, lo: np.ndarray, values: np.ndarray | None = None) -> None:
@@ -53,18 +102,229 @@ class KeySet:
         if not len(hi):
             return
         order = np.argsort(hi, kind="stable")
-        stored = values if self.with_values and values is not None else np.empty(0, np.int64)
-        new_hi, new_lo = hi[order], lo[order]
-        new_val = stored[order] if self.with_values else stored
-        if self.runs and len(self.runs[-1][0]) + len(hi) <= RUN_KEYS:
-            run_hi, run_lo, run_val = self.runs.pop()
-            # A linear merge of two sorted runs (lo order does not matter: lookups scan
-            # every entry of an equal hi).
-            at = np.searchsorted(run_hi, new_hi, side="right")
-            new_hi = np.insert(run_hi, at, new_hi)
-            new_lo = np.insert(run_lo, at, new_lo)
-            new_val = np.insert(run_val, at, new_val) if self.with_values else run_val
-        self.runs.append((new_hi, new_lo, new_val))
+        stored = values[order] if self.with_values and values is not None else None
+        if self.with_values and stored is None:
+            stored = np.full(len(hi), NO_VALUE, dtype=np.int64)
+        self.runs.append(_Run(hi[order], lo[order].astype(np.uint16), stored))
+        self._count += len(hi)
+        while len(self.runs) >= 2 and len(self.runs[-2]) <= 2 * len(self.runs[-1]):
+            newer = self.runs.pop()
+            self.runs[-1] = self.runs[-1].merged(newer)
+        if self._count > self._bits // FILTER_LOAD and self._bits < FILTER_BITS_MAX:
+            self._grow_filter()
+        else:
+            self._mark(hi)
+        while self.in_memory > self.memory_keys and self.runs:
+            self._spill()
+
+    def close(self) -> None:
+        for spilled in self.spilled:
+            spilled.close()
+        self.spilled = []
+        if self._spill_dir is not None:
+            shutil.rmtree(self._spill_dir, ignore_errors=True)
+            self._spill_dir = None
+
+    # the filter
+    def _slots(self, hi: np.ndarray) -> np.ndarray:
+        shift = np.uint64(64 - self._bits.bit_length() + 1)
+        return (hi.astype(np.uint64) >> shift).astype(np.int64)
+
+    def _test(self, hi: np.ndarray) -> np.ndarray:
+        slots = self._slots(hi)
+        bits: np.ndarray = (self._filter[slots >> 3] >> (slots & 7).astype(np.uint8)) & 1
+        return bits.astype(bool)
+
+    def _mark(self, hi: np.ndarray) -> None:
+        slots = self._slots(hi)
+        np.bitwise_or.at(self._filter, slots >> 3, (1 << (slots & 7)).astype(np.uint8))
+
+    def _grow_filter(self) -> None:
+        while self._count > self._bits // FILTER_LOAD and self._bits < FILTER_BITS_MAX:
+            self._bits *= 4
+        self._filter = np.zeros(self._bits // 8, dtype=np.uint8)
+        for run in self.runs:
+            self._mark(run.hi)
+        for spilled in self.spilled:
+            for hi, _, _ in spilled.chunks(MERGE_KEYS):
+                self._mark(hi)
+
+    # disk
+    def _spill(self) -> None:
+        largest = max(range(len(self.runs)), key=lambda i: len(self.runs[i]))
+        run = self.runs.pop(largest)
+        self.spilled.append(_SpilledRun.write(self._directory(), run))
+        if len(self.spilled) > self.max_spilled:
+            merged = _SpilledRun.merge(self._directory(), self.spilled, self.with_values)
+            for old in self.spilled:
+                old.close(delete=True)
+            self.spilled = [merged]
+
+    def _directory(self) -> str:
+        if self._spill_dir is None:
+            self._spill_dir = tempfile.mkdtemp(prefix="uploader-keys-", dir=self._spill_parent)
+            weakref.finalize(self, shutil.rmtree, self._spill_dir, True)
+        return self._spill_dir
+
+
+# (hi, lo, values or None) of consecutive keys.
+_Keys = tuple[np.ndarray, np.ndarray, np.ndarray | None]
+
+
+def _slice(keys: _Keys, start: int, stop: int) -> _Keys:
+    hi, lo, values = keys
+    return hi[start:stop], lo[start:stop], None if values is None else values[start:stop]
+
+
+class _Run:
+    """Keys sorted by hi, in memory."""
+
+    def __init__(self, hi: np.ndarray, lo: np.ndarray, values: np.ndarray | None) -> None:
+        self.hi, self.lo, self.values = hi, lo, values
+
+    def __len__(self) -> int:
+        return len(self.hi)
+
+    def merged(self, other: _Run) -> _Run:
+        at = np.searchsorted(self.hi, other.hi, side="right")
+        values = None
+        if self.values is not None and other.values is not None:
+            values = np.insert(self.values, at, other.values)
+        return _Run(np.insert(self.hi, at, other.hi), np.insert(self.lo, at, other.lo), values)
+
+    def lookup(self, q_hi: np.ndarray, q_lo: np.ndarray, result: np.ndarray) -> None:
+        _search(self.hi, self.lo, self.values, q_hi, q_lo, result)
+
+
+class _SpilledRun:
+    """Keys sorted by hi in a file: hi (8 bytes each), then lo (2), then values (8)."""
+
+    def __init__(self, path: str, count: int, with_values: bool, index: np.ndarray) -> None:
+        self.path, self.count, self.with_values, self.index = path, count, with_values, index
+        self.fd = os.open(path, os.O_RDONLY)
+
+    @classmethod
+    def write(cls, directory: str, run: _Run) -> _SpilledRun:
+        with _Writer(directory, run.values is not None) as writer:
+            writer.append(run.hi, run.lo, run.values)
+        return writer.finish()
+
+    @classmethod
+    def merge(cls, directory: str, runs: list[_SpilledRun], with_values: bool) -> _SpilledRun:
+        """One sorted file from several, MERGE_KEYS keys of each at a time."""
+        with _Writer(directory, with_values) as writer:
+            sources = [r.chunks(MERGE_KEYS) for r in runs]
+            pending = [next(s, None) for s in sources]
+            while any(p is not None for p in pending):
+                # Everything up to the smallest last key of the pending chunks is final.
+                bound = min(p[0][-1] for p in pending if p is not None)
+                parts: list[_Keys] = []
+                for k, part in enumerate(pending):
+                    if part is None:
+                        continue
+                    cut = int(np.searchsorted(part[0], bound, side="right"))
+                    parts.append(_slice(part, 0, cut))
+                    rest = _slice(part, cut, len(part[0]))
+                    pending[k] = rest if len(rest[0]) else next(sources[k], None)
+                hi = np.concatenate([p[0] for p in parts])
+                order = np.argsort(hi, kind="stable")
+                lo = np.concatenate([p[1] for p in parts])[order]
+                values = None
+                if with_values:
+                    values = np.concatenate([p[2] for p in parts if p[2] is not None])[order]
+                writer.append(hi[order], lo, values)
+        return writer.finish()
+
+    def chunks(self, size: int) -> Iterator[_Keys]:
+        for start in range(0, self.count, size):
+            yield self._read(start, min(start + size, self.count))
+
+    def _read(self, start: int, stop: int) -> _Keys:
+        n = stop - start
+        hi = np.frombuffer(os.pread(self.fd, 8 * n, 8 * start), dtype=np.uint64)
+        lo = np.frombuffer(os.pread(self.fd, 2 * n, 8 * self.count + 2 * start), dtype=np.uint16)
+        values = None
+        if self.with_values:
+            offset = 10 * self.count + 8 * start
+            values = np.frombuffer(os.pread(self.fd, 8 * n, offset), dtype=np.int64)
+        return hi, lo, values
+
+    def lookup(self, q_hi: np.ndarray, q_lo: np.ndarray, result: np.ndarray) -> None:
+        blocks = np.searchsorted(self.index, q_hi, side="right") - 1
+        # A key equal to a block's first key may also end the block before: search from it.
+        for block in np.unique(np.maximum(blocks, 0)).tolist():
+            mine = np.flatnonzero(np.maximum(blocks, 0) == block)
+            start = max(block * SPILL_BLOCK - 1, 0)
+            hi, lo, values = self._read(start, min((block + 1) * SPILL_BLOCK, self.count))
+            part = result[mine]
+            _search(hi, lo, values, q_hi[mine], q_lo[mine], part)
+            result[mine] = part
+
+    def close(self, delete: bool = False) -> None:
+        os.close(self.fd)
+        if delete:
+            os.unlink(self.path)
+
+
+class _Writer:
+    """Writes a spilled run's three sections, then builds its index."""
+
+    def __init__(self, directory: str, with_values: bool) -> None:
+        handle, self.path = tempfile.mkstemp(dir=directory, suffix=".keys")
+        os.close(handle)
+        self.with_values = with_values
+        self.parts: list[str] = [self.path + ".lo", self.path + ".values"]
+        self.files = [open(p, "wb") for p in (self.path, *self.parts)]  # noqa: SIM115
+        self.count = 0
+        self.index: list[np.ndarray] = []
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def append(self, hi: np.ndarray, lo: np.ndarray, values: np.ndarray | None) -> None:
+        first = (-self.count) % SPILL_BLOCK  # the first of hi that starts a block
+        self.index.append(hi[first::SPILL_BLOCK])
+        self.files[0].write(np.ascontiguousarray(hi, np.uint64).tobytes())
+        self.files[1].write(np.ascontiguousarray(lo, np.uint16).tobytes())
+        if self.with_values and values is not None:
+            self.files[2].write(np.ascontiguousarray(values, np.int64).tobytes())
+        self.count += len(hi)
+
+    def __exit__(self, *exc: object) -> None:
+        for f in self.files:
+            f.close()
+
+    def finish(self) -> _SpilledRun:
+        """Concatenate the sections into the run's one file."""
+        with open(self.path, "ab") as out:
+            for part in self.parts:
+                with open(part, "rb") as section:
+                    shutil.copyfileobj(section, out)
+                os.unlink(part)
+        index = np.concatenate(self.index) if self.index else np.empty(0, np.uint64)
+        return _SpilledRun(self.path, self.count, self.with_values, index)
+
+
+def _search(
+    hi: np.ndarray,
+    lo: np.ndarray,
+    values: np.ndarray | None,
+    q_hi: np.ndarray,
+    q_lo: np.ndarray,
+    result: np.ndarray,
+) -> None:
+    """Fill `result` where a query key (sorted by hi) is among these sorted keys."""
+    at = np.searchsorted(hi, q_hi)
+    inside = at < len(hi)
+    same_hi = np.zeros(len(q_hi), dtype=bool)
+    same_hi[inside] = hi[at[inside]] == q_hi[inside]
+    for i in np.flatnonzero(same_hi).tolist():
+        j = int(at[i])
+        while j < len(hi) and hi[j] == q_hi[i]:  # equal hi: almost never twice
+            if lo[j] == q_lo[i]:
+                result[i] = NO_VALUE if values is None else values[j]
+                break
+            j += 1
 
 
 def split_keys(digests: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
@@ -84,11 +344,16 @@ def split_key_blob(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
 
 def first_occurrences(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     """For each key, the index of its first occurrence in these arrays."""
-    order = np.lexsort((np.arange(len(hi)), lo, hi))
+    n = len(hi)
+    order = np.argsort(hi, kind="stable")
+    sorted_hi = hi[order]
+    if not (sorted_hi[1:] == sorted_hi[:-1]).any():  # the usual case: all distinct
+        return np.arange(n, dtype=np.int64)
+    order = np.lexsort((np.arange(n), lo, hi))
     sorted_hi, sorted_lo = hi[order], lo[order]
-    starts = np.ones(len(hi), dtype=bool)
+    starts = np.ones(n, dtype=bool)
     starts[1:] = (sorted_hi[1:] != sorted_hi[:-1]) | (sorted_lo[1:] != sorted_lo[:-1])
-    group_first = order[np.maximum.accumulate(np.where(starts, np.arange(len(hi)), 0))]
-    first = np.empty(len(hi), dtype=np.int64)
+    group_first = order[np.maximum.accumulate(np.where(starts, np.arange(n), 0))]
+    first = np.empty(n, dtype=np.int64)
     first[order] = group_first
     return first

@@ -15,6 +15,7 @@ import hashlib
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,10 +31,10 @@ from uploader.duplicates import (
     split_keys,
 )
 from uploader.events import KEY_DTYPE, Events
-from uploader.items import contains_bytes, fuse, item_json
+from uploader.items import contains_bytes, fuse, item_json, item_sizes, json_text
 from uploader.mapping import MappedChunk
 from uploader.reasons import Reason
-from uploader.validation import RowReject, reject_row
+from uploader.validation import RowReject
 
 ID_VERSION_TAG = "uploader-event-id/v1"
 _NAMES = pa.array(EVENT_NAMES, pa.string())
@@ -55,6 +56,12 @@ class DuplicateTracker:
         self.previous: KeySet | None = None
         self.already_sent = 0
 
+    def close(self) -> None:
+        """Remove the keys' spill files, if any."""
+        for keys in (self.content, self.given, self.previous):
+            if keys is not None:
+                keys.close()
+
     def file_index(self, name: str) -> int:
         if name not in self.files:
             self.files.append(name)
@@ -66,6 +73,63 @@ def event_id_from_text(text: str) -> str:
     return str(uuid_texts(digest.reshape(1, 32))[0].as_py())
 
 
+@dataclass(frozen=True, eq=False)
+class Candidates:
+    """A chunk's valid rows, hashed, before the run-wide checks (exact duplicates, given
+    eventIds used twice) and before their items are written: the per-chunk work, which a
+    worker process can do. `canonical` is kept only with --keep-duplicates (repeats get ids
+    from it), `originals` only with a mapped eventId (to word a reject with the row's
+    columns)."""
+
+    file: str
+    codes: np.ndarray  # int8: the event name, as an index into EVENT_NAMES
+    rows: np.ndarray  # int64
+    digests: np.ndarray  # (n, 16) uint8: the head of each row's SHA-256
+    fields: dict[str, pa.Array]  # sent values by path
+    texts: dict[str, pa.Array]  # the same, as value_texts writes them
+    given: pa.Array | None = None  # given eventIds (null where derived), if one is mapped
+    canonical: pa.Array | None = None
+    originals: tuple[dict[str, Any], ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self, indices: np.ndarray) -> Candidates:
+        where = pa.array(indices, pa.int64())
+        return Candidates(
+            self.file,
+            self.codes[indices],
+            self.rows[indices],
+            self.digests[indices],
+            {p: a.take(where) for p, a in self.fields.items()},
+            {p: a.take(where) for p, a in self.texts.items()},
+            None if self.given is None else self.given.take(where),
+            None if self.canonical is None else self.canonical.take(where),
+            None if self.originals is None else tuple(self.originals[i] for i in indices),
+        )
+
+    @property
+    def derived(self) -> np.ndarray:
+        """Which rows get an id derived from their content (not given)."""
+        if self.given is None:
+            return np.ones(len(self), dtype=bool)
+        return np.asarray(self.given.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+
+    def keys(self) -> np.ndarray:
+        keys = np.array(self.digests[:, :KEY_BYTES]).view(KEY_DTYPE).ravel()
+        keys[~self.derived] = b""
+        return keys
+
+    def item_sizes(self) -> np.ndarray:
+        """The bytes each row's item will take (see items.item_sizes)."""
+        id_sizes = np.full(len(self), 36, dtype=np.int64)
+        if self.given is not None:
+            given = pc.binary_length(json_text(self.given))
+            lengths = pc.fill_null(given, 36).to_numpy(zero_copy_only=False)
+            id_sizes = np.asarray(lengths, dtype=np.int64)
+        return item_sizes(id_sizes, self.fields, self.texts)
+
+
 @dataclass(frozen=True)
 class Identified:
     """The id stage's output for one chunk."""
@@ -75,46 +139,77 @@ class Identified:
     collapsed: np.ndarray  # source rows that repeat an earlier event exactly (not sent)
 
 
-def assign_event_ids(
-    mapped: MappedChunk, valid: np.ndarray, tracker: DuplicateTracker
-) -> Identified:
-    """Events for the valid rows, in row order; duplicate given eventIds become rejects."""
+def derive_events(mapped: MappedChunk, valid: np.ndarray, *, keep_canonical: bool) -> Candidates:
+    """The valid rows hashed, in row order: per chunk, no run-wide state."""
     n = len(valid)
-    take = pa.array(valid, pa.int64())
-    names = mapped.names.take(take)
-    fields = {p: a.take(take) for p, a in mapped.values.items() if p != "eventId"}
+    take = None if n == len(mapped.names) else pa.array(valid, pa.int64())
+    names = mapped.names if take is None else mapped.names.take(take)
+    fields = {
+        p: a if take is None else a.take(take) for p, a in mapped.values.items() if p != "eventId"
+    }
     texts = {p: value_texts(a) for p, a in fields.items()}
     canonical = canonical_texts(names, texts)
-    digests = sha256_each(canonical)
-    rows = np.asarray(mapped.chunk.rows.take(take).to_numpy(zero_copy_only=False), np.int64)
-    file = mapped.chunk.source.name
-    keep = np.ones(n, dtype=bool)
-    derive = np.ones(n, dtype=bool)
-    other_ids: dict[int, str] = {}  # given ids, and ids of repeated occurrences
-    rejects: list[RowReject] = []
+    digests = sha256_each(canonical)[:, :16]
+    chunk_rows = mapped.chunk.rows if take is None else mapped.chunk.rows.take(take)
+    rows = np.asarray(chunk_rows.to_numpy(zero_copy_only=False), np.int64)
+    codes = pc.index_in(names, value_set=_NAMES).to_numpy(zero_copy_only=False).astype(np.int8)
     given = mapped.values.get("eventId")
+    originals = None
     if given is not None:
-        given_ids = given.take(take).to_pylist()
-        derive = np.array([g is None for g in given_ids], dtype=bool)
+        given = given.take(pa.array(valid, pa.int64()))
+        table = mapped.chunk.table
+        originals = tuple(
+            {name: table.column(name)[int(i)].as_py() for name in table.column_names}
+            for i in valid.tolist()
+        )
+    return Candidates(
+        mapped.chunk.source.name,
+        codes,
+        rows,
+        digests,
+        fields,
+        texts,
+        given,
+        canonical if keep_canonical else None,
+        originals,
+    )
+
+
+def settle_events(candidates: Candidates, tracker: DuplicateTracker) -> Identified:
+    """The run-wide checks, then the items of what is kept: a given eventId used before is
+    a reject; an exact repeat of an earlier event is dropped (or, with --keep-duplicates,
+    numbered by occurrence)."""
+    n = len(candidates)
+    file, rows = candidates.file, candidates.rows
+    keep = np.ones(n, dtype=bool)
+    derived = candidates.derived
+    keys = candidates.keys()
+    rejects: list[RowReject] = []
+    if candidates.given is not None and not derived.all():
+        given_ids = candidates.given.to_pylist()
+        assert candidates.originals is not None
         for j, reason in _check_given(given_ids, rows.tolist(), file, tracker).items():
             keep[j] = False
-            rejects.append(reject_row(mapped, int(valid[j]), "eventId", reason))
-        other_ids.update((j, str(given_ids[j])) for j in np.flatnonzero(~derive).tolist())
-    other_ids.update(_collapse(np.flatnonzero(derive), digests, canonical, tracker, keep))
-    ids = uuid_texts(digests)
-    if other_ids:
+            reject = RowReject(file, int(rows[j]), "eventId", reason, candidates.originals[j])
+            rejects.append(reject)
+    occurrences = _collapse(np.flatnonzero(derived), keys, candidates.canonical, tracker, keep)
+    collapsed = rows[~keep & derived]
+    kept = np.flatnonzero(keep)
+    if len(kept) < n:
+        candidates, keys = candidates.take(kept), keys[kept]
+        position = {int(j): k for k, j in enumerate(kept.tolist())}
+        occurrences = {position[j]: event_id for j, event_id in occurrences.items()}
+    ids = uuid_texts(candidates.digests)
+    if candidates.given is not None:
+        ids = pc.if_else(pc.is_null(candidates.given), ids, candidates.given)
+    if occurrences:
         patched = ids.to_pylist()
-        for j, text in other_ids.items():
-            patched[j] = text
+        for j, event_id in occurrences.items():
+            patched[j] = event_id
         ids = pa.array(patched, pa.string())
-    items = item_json(ids, fields, texts)
-    codes = pc.index_in(names, value_set=_NAMES).to_numpy(zero_copy_only=False).astype(np.int8)
-    keys = np.array(digests[:, :KEY_BYTES]).view(KEY_DTYPE).ravel()  # a copy: writable
-    keys[~derive] = b""
-    events = Events(file, codes, items, ids, rows, keys)
-    if not keep.all():
-        events = events.take(np.flatnonzero(keep))
-    return Identified(events, rejects, rows[~keep & derive])
+    items = item_json(ids, candidates.fields, candidates.texts)
+    events = Events(file, candidates.codes, items, ids, candidates.rows, keys)
+    return Identified(events, rejects, collapsed)
 
 
 def sha256_each(texts: pa.Array) -> np.ndarray:
@@ -182,8 +277,8 @@ def _check_given(
 
 def _collapse(
     rows: np.ndarray,
-    digests: np.ndarray,
-    canonical: pa.Array,
+    keys: np.ndarray,
+    canonical: pa.Array | None,
     tracker: DuplicateTracker,
     keep: np.ndarray,
 ) -> dict[int, str]:
@@ -191,7 +286,7 @@ def _collapse(
     --keep-duplicates given an id of their own, numbered by occurrence (returned)."""
     if not len(rows):
         return {}
-    hi, lo = split_key_blob(np.ascontiguousarray(digests[rows, :KEY_BYTES]).tobytes())
+    hi, lo = split_key_blob(keys[rows].tobytes())
     if tracker.previous is not None:
         sent_before = tracker.previous.lookup(hi, lo) >= NO_VALUE
         keep[rows[sent_before]] = False
@@ -208,6 +303,7 @@ def _collapse(
         keep[rows[repeat]] = False
         tracker.collapsed += int(repeat.sum())
         return {}
+    assert canonical is not None, "--keep-duplicates needs the canonical texts"
     occurrence_ids = {}
     for k in np.flatnonzero(repeat).tolist():
         j = int(rows[k])

@@ -35,6 +35,28 @@ def item_json(
     """`,{...}` per row (binary, with a leading comma: see events.py). `fields` are the sent
     values by path (`data.productId` among them, never null), `texts` the same values as
     event_ids.value_texts writes them."""
+    segments = [(_ID_HEAD, json_text(ids), '"'), *_segments(fields, texts)]
+    return pc.cast(fuse(segments), pa.binary())
+
+
+def item_sizes(
+    id_sizes: np.ndarray, fields: Mapping[str, pa.Array], texts: Mapping[str, pa.Array]
+) -> np.ndarray:
+    """The byte length of each row's item_json, leading comma included, without building
+    it: `id_sizes` are the lengths of the eventIds as JSON text (36 for a derived one)."""
+    sizes = np.asarray(id_sizes, dtype=np.int64) + len(_ID_HEAD) + 1
+    for before, values, after in _segments(fields, texts):
+        if values is None:
+            sizes += len(before) + len(after)
+            continue
+        present = values.is_valid().to_numpy(zero_copy_only=False)
+        lengths = pc.fill_null(pc.binary_length(values), 0).to_numpy(zero_copy_only=False)
+        sizes += lengths + present * (len(before) + len(after))
+    return sizes
+
+
+def _segments(fields: Mapping[str, pa.Array], texts: Mapping[str, pa.Array]) -> list[Segment]:
+    """The item after its eventId: top-level members, then data with productId first."""
     top = sorted((p for p in fields if not p.startswith("data.")), key=lambda p: _TOP_ORDER[p])
     data = sorted((p for p in fields if p.startswith("data.")), key=lambda p: p != PRODUCT)
     if not data or data[0] != PRODUCT:
@@ -47,14 +69,15 @@ def item_json(
             return (f'{key}"', json_text(array), '"')
         return (key, texts[path], "")
 
-    segments = [
-        (',{"eventId":"', json_text(ids), '"'),
+    return [
         *(member(p, ",") for p in top),
         member(PRODUCT, ',"data":{'),
         *(member(p, ",") for p in data[1:]),
         ("}}", None, ""),
     ]
-    return pc.cast(fuse(segments), pa.binary())
+
+
+_ID_HEAD = ',{"eventId":"'
 
 
 def fuse(segments: Sequence[Segment]) -> pa.Array:

@@ -354,25 +354,30 @@ def _numbers(column: pa.Array, fp: FieldPlan) -> tuple[pa.Array, dict[int, str]]
     if pa.types.is_floating(column.type) or pa.types.is_decimal(column.type):
         floats = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
         present = ~np.isnan(floats)
-        originals: list[Any] | None = None
+        shown: pa.Array | None = None
     else:
-        text = _blank_to_null(pc.utf8_trim_whitespace(pc.cast(column, pa.string())))
-        present = ~np.asarray(text.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        series = pd.Series(text.to_numpy(zero_copy_only=False), dtype=object)
-        floats = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
-        originals = series.tolist()
+        shown = _blank_to_null(pc.utf8_trim_whitespace(pc.cast(column, pa.string())))
+        present = ~np.asarray(shown.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        try:  # Arrow reads a column of plain numbers at a tenth of pandas' cost
+            parsed = pc.cast(shown, pa.float64()).to_numpy(zero_copy_only=False)
+            floats = np.asarray(parsed, dtype=np.float64)
+        except pa.ArrowInvalid:  # something else in it: pandas reads value by value
+            series = pd.Series(shown.to_numpy(zero_copy_only=False), dtype=object)
+            floats = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+
+    def value(i: int) -> Any:  # as the row has it, for the reason
+        return floats[i] if shown is None else shown[i].as_py()
+
     finite = present & np.isfinite(floats)
     for i in np.flatnonzero(present & ~finite).tolist():
-        shown = floats[i] if originals is None else originals[i]
         problems[i] = Reason(
-            f"{fp.path} {shown!r} (column {fp.column!r}) is not a number", "not a number"
+            f"{fp.path} {value(i)!r} (column {fp.column!r}) is not a number", "not a number"
         )
     if fp.kind == "integer":
         fractional = finite & (np.floor(floats) != floats)
         for i in np.flatnonzero(fractional).tolist():
-            shown = floats[i] if originals is None else originals[i]
             problems[i] = Reason(
-                f"{fp.path} {shown!r} (column {fp.column!r}) is not a whole number",
+                f"{fp.path} {value(i)!r} (column {fp.column!r}) is not a whole number",
                 "not a whole number",
             )
         finite &= ~fractional

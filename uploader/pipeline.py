@@ -1,28 +1,30 @@
 """The offline pipeline: read → map → validate → event ids → batches.
 
-`prepare_events` runs the row stages over every chunk of every source and tallies what it
-saw; `plan_run` adds packing and hands each batch to a sink (nothing, a file of request
-bodies, or the sender). Progress and rejects leave through callbacks, so shells decide how
-to show them.
+`prepare_events` runs the row stages over every chunk of every source (the per-chunk ones
+in build.py, the run-wide ones here) and tallies what it saw; `plan_run` adds packing and
+hands each batch to a sink (nothing, a file of request bodies, or the sender). Progress and
+rejects leave through callbacks, so shells decide how to show them.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from uploader.batches import Batch, body_sizes_alone, pack_batches
-from uploader.event_ids import DuplicateTracker, assign_event_ids
+from uploader.batches import Batch, pack_batches
+from uploader.build import Built
+from uploader.event_ids import DuplicateTracker, settle_events
 from uploader.events import Events
-from uploader.mapping import MappedChunk, MappingPlan, map_columns, plan_mapping
+from uploader.mapping import MappingPlan, plan_mapping
 from uploader.options import Options
 from uploader.progress import Observer, Progress, ReadMeter
-from uploader.read import CHUNK_ROWS, Chunk, DoneRows, Source, read_frames
-from uploader.reasons import Reason
-from uploader.validation import RowReject, reject_row, validate_rows
+from uploader.read import CHUNK_ROWS, Source
+from uploader.resume import ResumePlan
+from uploader.validation import RowReject
+from uploader.workers import built_chunks
 
 _NO_ROWS = np.empty(0, np.int64)
 # Examples of each reject cause kept for the summary.
@@ -67,9 +69,11 @@ class Tally:
 
 @dataclass(frozen=True)
 class Prepared:
-    """One chunk after the row stages: events to send and rows rejected."""
+    """One chunk after every row stage: events to send and rows rejected."""
 
-    chunk: Chunk
+    file: str
+    rows_read: int
+    bytes_done: int | None
     events: Events
     rejects: list[RowReject]
     collapsed: np.ndarray  # rows that repeat an earlier event exactly: not sent, counted
@@ -97,68 +101,52 @@ def prepare_events(
     *,
     chunk_rows: int = CHUNK_ROWS,
     tracker: DuplicateTracker | None = None,
-    done: DoneRows | None = None,
+    done: ResumePlan | None = None,
 ) -> Iterator[Prepared]:
-    """Map, validate and id every row of every source, chunk by chunk. With `done`, Parquet
-    row groups dealt with in an earlier run are skipped, not re-derived."""
-    tracker = tracker or DuplicateTracker(options.keep_duplicates)
+    """Every chunk through every row stage: the per-chunk ones (build.py, in a worker
+    process when that helps: workers.py), then the run-wide ones here. With `done`, Parquet
+    row groups an earlier run finished are skipped, not re-derived."""
     plans = plan_sources(sources, options)
     for source in sources:
         tally.plans[source.name] = plans[source.name]
         tally.files[source.name] = 0
-    for chunk in read_frames(sources, chunk_rows, done):
-        if chunk.skipped:
+    owned = tracker is None
+    tracker = tracker or DuplicateTracker(options.keep_duplicates)
+    try:
+        built = built_chunks(sources, options, plans, chunk_rows=chunk_rows, done=done)
+        yield from settle_chunks(built, tally, tracker)
+    finally:
+        if owned:
+            tracker.close()
+
+
+def settle_chunks(
+    built: Iterable[Built], tally: Tally, tracker: DuplicateTracker
+) -> Iterator[Prepared]:
+    """The run-wide stages (exact duplicates, given eventIds used twice), and the tally."""
+    for chunk in built:
+        if chunk.candidates is None:
             tally.rows_skipped += chunk.skipped
-            yield Prepared(chunk, Events.empty(chunk.source.name), [], _NO_ROWS)
+            yield Prepared(chunk.file, 0, chunk.bytes_done, Events.empty(chunk.file), [], _NO_ROWS)
             continue
-        plan = plans[chunk.source.name]
-        mapped = map_columns(chunk, plan, options)
-        valid, rejects = validate_rows(mapped, plan)
         sent_before = tracker.already_sent
-        identified = assign_event_ids(mapped, valid, tracker)
+        identified = settle_events(chunk.candidates, tracker)
         tally.already_sent += tracker.already_sent - sent_before
-        events = identified.events
-        rejects.extend(identified.rejects)
-        events = _drop_oversize(events, mapped, options.max_request_bytes, rejects)
-        rejects.extend(
-            RowReject(
-                chunk.source.name,
-                row,
-                "row",
-                Reason(f"malformed CSV line: {why}", "malformed CSV line (wrong number of fields)"),
-            )
-            for row, why in chunk.malformed
-        )
+        rejects = chunk.rejects + identified.rejects
         rejects.sort(key=lambda r: r.row)
-        tally.rows_read += chunk.table.num_rows + len(chunk.malformed)
-        tally.files[chunk.source.name] += chunk.table.num_rows + len(chunk.malformed)
-        tally.rows_ignored += len(mapped.ignored)
-        tally.ids_normalised += mapped.normalised_ids
-        tally.timestamps.update(mapped.timestamp_methods)
+        events = identified.events
+        tally.rows_read += chunk.rows_read
+        tally.files[chunk.file] += chunk.rows_read
+        tally.rows_ignored += chunk.ignored
+        tally.ids_normalised += chunk.normalised
+        tally.timestamps.update(chunk.timestamps)
         tally.events_valid += len(events)
         tally.by_event.update(events.name_counts())
         tally.add_rejects(rejects)
         tally.duplicates_collapsed = tracker.collapsed
-        yield Prepared(chunk, events, rejects, identified.collapsed)
-
-
-def _drop_oversize(
-    events: Events, mapped: MappedChunk, max_bytes: int, rejects: list[RowReject]
-) -> Events:
-    sizes = body_sizes_alone(events)
-    too_large = sizes > max_bytes
-    if not too_large.any():
-        return events
-    chunk_rows = mapped.chunk.rows.to_numpy(zero_copy_only=False)
-    for k in np.flatnonzero(too_large).tolist():
-        reason = Reason(
-            f"the event alone makes a {int(sizes[k])}-byte request, above --max-request-bytes "
-            f"{max_bytes}; shorten its values or raise the limit",
-            "too large for one request (see --max-request-bytes)",
+        yield Prepared(
+            chunk.file, chunk.rows_read, chunk.bytes_done, events, rejects, identified.collapsed
         )
-        index = int(np.searchsorted(chunk_rows, events.rows[k]))
-        rejects.append(reject_row(mapped, index, "row", reason))
-    return events.take(np.flatnonzero(~too_large))
 
 
 def plan_run(
@@ -179,7 +167,7 @@ def plan_run(
             if prepared.rejects and on_rejects is not None:
                 on_rejects(prepared.rejects)
             if observer is not None:
-                meter.note(prepared.chunk.source.name, prepared.chunk.bytes_done)
+                meter.note(prepared.file, prepared.bytes_done)
                 observer(
                     Progress(
                         tally.rows_read,

@@ -16,6 +16,9 @@ class Reason(str):
         reason.cause = cause
         return reason
 
+    def __reduce__(self) -> tuple[type[Reason], tuple[str, str]]:  # to and from workers
+        return (Reason, (str(self), self.cause))
+
 
 def cause_of(reason: str) -> str:
     return getattr(reason, "cause", reason)

@@ -178,33 +178,34 @@ class UploadRun:
             # occurrence is not read again (a finished Parquet row group).
             tracker.previous = KeySet()
             tracker.previous.add(*split_key_blob(keys))
-        unread = [s.name for s in sources]
-        # With --keep-duplicates occurrences are numbered by reading every row again.
-        done = None if keep else self.plan.done_rows
-        for prepared in prepare_events(
-            sources, self.options, self.tally, tracker=tracker, done=done
-        ):
-            if self._halted():
-                return
-            chunk = prepared.chunk
-            name = chunk.source.name
-            while unread and unread[0] != name:
-                emit(FileRead(unread.pop(0)))
-            self.meter.note(name, chunk.bytes_done)
-            if prepared.rejects:
-                emit(Rejected(prepared.rejects))
-            rejected = np.fromiter((r.row for r in prepared.rejects), np.int64)
-            settled = np.concatenate((prepared.collapsed, rejected))
-            if len(settled):
-                emit(Settled(name, settled))
-            fresh, sent_before, refused_before = self.plan.files[name].split(prepared.events)
-            self.tally.already_sent += sent_before
-            self.tally.refused_before += refused_before
-            rows = chunk.table.num_rows + len(chunk.malformed)
-            emit(ChunkRead(name, rows, len(fresh), len(prepared.rejects)))
-            yield fresh
-        for name in unread:
-            emit(FileRead(name))
+        try:
+            unread = [s.name for s in sources]
+            # With --keep-duplicates occurrences are numbered by reading every row again.
+            done = None if keep else self.plan
+            for prepared in prepare_events(
+                sources, self.options, self.tally, tracker=tracker, done=done
+            ):
+                if self._halted():
+                    return
+                name = prepared.file
+                while unread and unread[0] != name:
+                    emit(FileRead(unread.pop(0)))
+                self.meter.note(name, prepared.bytes_done)
+                if prepared.rejects:
+                    emit(Rejected(prepared.rejects))
+                rejected = np.fromiter((r.row for r in prepared.rejects), np.int64)
+                settled = np.concatenate((prepared.collapsed, rejected))
+                if len(settled):
+                    emit(Settled(name, settled))
+                fresh, sent_before, refused_before = self.plan.files[name].split(prepared.events)
+                self.tally.already_sent += sent_before
+                self.tally.refused_before += refused_before
+                emit(ChunkRead(name, prepared.rows_read, len(fresh), len(prepared.rejects)))
+                yield fresh
+            for name in unread:
+                emit(FileRead(name))
+        finally:
+            tracker.close()
 
     def _halted(self) -> bool:
         return self.stop.is_set() or self._reader_done.is_set()

@@ -1,0 +1,96 @@
+"""The per-chunk stages: read → map → validate → ids → items, one chunk at a time.
+
+Nothing here keeps state from one chunk to the next (run-wide checks come after, in
+pipeline.settle_chunks), so these stages can run in another process (workers.py): a
+`Built` is what crosses, without the chunk's table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from uploader.batches import body_sizes_alone
+from uploader.event_ids import Candidates, derive_events
+from uploader.mapping import MappedChunk, MappingPlan, map_columns
+from uploader.options import Options
+from uploader.read import CHUNK_ROWS, DoneRows, Source, read_frames
+from uploader.reasons import Reason
+from uploader.validation import RowReject, reject_row, validate_rows
+
+
+@dataclass(frozen=True)
+class Built:
+    """One chunk after the per-chunk stages, and what they counted."""
+
+    file: str
+    rows_read: int  # rows of the input, malformed lines included
+    bytes_done: int | None  # how far into the input (as stored) reading has come
+    skipped: int = 0  # rows not read: a Parquet row group an earlier run finished
+    candidates: Candidates | None = None
+    rejects: list[RowReject] = field(default_factory=list)
+    ignored: int = 0  # rows left out by --event-map X=ignore
+    normalised: int = 0  # ids written as whole floats
+    timestamps: dict[str, int] = field(default_factory=dict)  # how they were read
+
+
+def build_chunks(
+    sources: Sequence[Source],
+    options: Options,
+    plans: dict[str, MappingPlan],
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+    done: DoneRows | None = None,
+) -> Iterator[Built]:
+    """Every chunk of every source through the per-chunk stages. With `done`, Parquet row
+    groups dealt with in an earlier run are skipped, not re-derived."""
+    for chunk in read_frames(sources, chunk_rows, done):
+        name = chunk.source.name
+        if chunk.skipped:
+            yield Built(name, 0, chunk.bytes_done, skipped=chunk.skipped)
+            continue
+        plan = plans[name]
+        mapped = map_columns(chunk, plan, options)
+        valid, rejects = validate_rows(mapped, plan)
+        candidates = derive_events(mapped, valid, keep_canonical=options.keep_duplicates)
+        candidates = _drop_oversize(candidates, mapped, options.max_request_bytes, rejects)
+        rejects.extend(
+            RowReject(
+                name,
+                row,
+                "row",
+                Reason(f"malformed CSV line: {why}", "malformed CSV line (wrong number of fields)"),
+            )
+            for row, why in chunk.malformed
+        )
+        yield Built(
+            name,
+            chunk.table.num_rows + len(chunk.malformed),
+            chunk.bytes_done,
+            candidates=candidates,
+            rejects=rejects,
+            ignored=len(mapped.ignored),
+            normalised=mapped.normalised_ids,
+            timestamps=dict(mapped.timestamp_methods),
+        )
+
+
+def _drop_oversize(
+    candidates: Candidates, mapped: MappedChunk, max_bytes: int, rejects: list[RowReject]
+) -> Candidates:
+    sizes = body_sizes_alone(candidates.item_sizes(), candidates.codes)
+    too_large = sizes > max_bytes
+    if not too_large.any():
+        return candidates
+    chunk_rows = mapped.chunk.rows.to_numpy(zero_copy_only=False)
+    for k in np.flatnonzero(too_large).tolist():
+        reason = Reason(
+            f"the event alone makes a {int(sizes[k])}-byte request, above --max-request-bytes "
+            f"{max_bytes}; shorten its values or raise the limit",
+            "too large for one request (see --max-request-bytes)",
+        )
+        index = int(np.searchsorted(chunk_rows, candidates.rows[k]))
+        rejects.append(reject_row(mapped, index, "row", reason))
+    return candidates.take(np.flatnonzero(~too_large))
