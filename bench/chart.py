@@ -5,7 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-ORDER = ("ours-default", "ours-best", "sdk-default", "sdk-best", "naive", "floor")
+ORDER = (
+    "ours-default",
+    "ours-one-process",
+    "ours-best",
+    "sdk-default",
+    "sdk-best",
+    "naive",
+    "floor",
+    "floor-loop",
+)
 COLOURS = {
     "ours-default": "#6baed6",
     "ours-best": "#08519c",
@@ -13,10 +22,12 @@ COLOURS = {
     "sdk-best": "#e6550d",
     "naive": "#969696",
     "floor": "#31a354",
+    "floor-loop": "#a1d99b",
+    "ours-one-process": "#9ecae1",
 }
 RSS_TARGET_MB = 400
 # Contenders whose memory should not grow with the input: the memory panel shows them.
-BOUNDED = ("ours-default", "ours-best", "floor")
+BOUNDED = ("ours-default", "ours-one-process", "ours-best", "floor", "floor-loop")
 
 
 def _ok(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -219,4 +230,10 @@ def _label(data: dict[str, Any], name: str) -> str:
 
 
 def _short(name: str) -> str:
-    return {"ours-default": "ours dflt", "ours-best": "ours best", "floor": "floor"}.get(name, name)
+    short = {
+        "ours-default": "ours dflt",
+        "ours-one-process": "ours 1 proc",
+        "ours-best": "ours best",
+        "floor-loop": "floor loop",
+    }
+    return short.get(name, name)

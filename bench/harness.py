@@ -25,6 +25,9 @@ SANDBOX_START_TIMEOUT_S = 30.0
 SANDBOX_STOP_TIMEOUT_S = 10.0
 # How often a running contender is polled for exit: small against any run's length.
 POLL_S = 0.02
+# How often the memory of the contender's process tree is sampled: often enough to catch a
+# peak that lasts (memory grows with the run), rarely enough to cost the machine nothing.
+TREE_SAMPLE_S = 0.25
 # Stats and reset requests to the sandbox are tiny; a stuck one means the sandbox is stuck.
 HTTP_TIMEOUT_S = 10.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -47,11 +50,19 @@ class SandboxInfo:
         return f"SandboxInfo({self.base_url}, org={self.org!r}, project={self.project!r})"
 
 
-class SandboxProcess:
-    """`uploader sandbox --null` in its own process, on a free port of 127.0.0.1."""
+SINK = Path(__file__).resolve().parent / "sink.py"
 
-    def __init__(self, python: str, latency_ms: int, log: Path) -> None:
-        argv = [python, "-m", "uploader", "sandbox", "--null", "--host", HOST, "--port", "0"]
+
+class SandboxProcess:
+    """The sink in its own process, on a free port of 127.0.0.1: bench/sink.py (answers at
+    once, counts, checks nothing: "fast") or `uploader sandbox --null` (checks every body
+    as the API would: "sandbox")."""
+
+    def __init__(self, python: str, latency_ms: int, log: Path, kind: str = "fast") -> None:
+        if kind == "fast":
+            argv = [python, str(SINK), "--host", HOST, "--port", "0"]
+        else:
+            argv = [python, "-m", "uploader", "sandbox", "--null", "--host", HOST, "--port", "0"]
         if latency_ms:
             argv += ["--latency-ms", str(latency_ms)]
         self._log = log.open("wb")
@@ -176,7 +187,8 @@ class Measurement:
     wall_s: float
     user_s: float
     sys_s: float
-    peak_rss_mb: float
+    peak_rss_mb: float  # the largest of the contender's processes (wait4's ru_maxrss)
+    peak_tree_rss_mb: float  # the contender and its worker processes together, sampled
     busy_s: float  # CPU the whole machine used during the run, contender included
     stdout: str
     stderr_tail: str
@@ -198,6 +210,31 @@ class Measurement:
         return None
 
 
+def tree_rss_bytes(root: int) -> int:
+    """Resident bytes of a process and all its descendants, from /proc (0 if gone)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    total, todo = 0, [root]
+    page = os.sysconf("SC_PAGE_SIZE")
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as fh:
+                total += int(fh.read().split()[1]) * page
+        except OSError:
+            continue
+    return total
+
+
 def measure(argv: list[str], env: dict[str, str], timeout_s: float, workdir: Path) -> Measurement:
     """Run one contender to completion (or kill it at the timeout) and collect its rusage."""
     out_path, err_path = workdir / "stdout.txt", workdir / "stderr.txt"
@@ -207,10 +244,14 @@ def measure(argv: list[str], env: dict[str, str], timeout_s: float, workdir: Pat
         proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + timeout_s
         timed_out = False
+        tree_peak, next_sample = 0, 0.0
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
+            if time.monotonic() >= next_sample:  # a walk of /proc: not every poll
+                tree_peak = max(tree_peak, tree_rss_bytes(proc.pid))
+                next_sample = time.monotonic() + TREE_SAMPLE_S
             if time.monotonic() >= deadline:
                 timed_out = True
                 proc.kill()
@@ -227,6 +268,7 @@ def measure(argv: list[str], env: dict[str, str], timeout_s: float, workdir: Pat
         user_s=usage.ru_utime,
         sys_s=usage.ru_stime,
         peak_rss_mb=usage.ru_maxrss / 1024,  # KiB on Linux
+        peak_tree_rss_mb=max(tree_peak / 2**20, usage.ru_maxrss / 1024),
         busy_s=busy,
         stdout=out_path.read_text(errors="replace"),
         stderr_tail=stderr[-2000:],

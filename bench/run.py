@@ -1,14 +1,15 @@
 """The benchmark: `uploader upload` against the official SDK, a naive script and the floor.
 
-    .venv/bin/python bench/run.py                  # full run, 1M and 10M rows (20-40 min)
-    .venv/bin/python bench/run.py --quick          # smoke run of every contender, 100k rows
+    .venv/bin/python bench/run.py                  # full run, 1M and 10M rows (30-50 min)
+    .venv/bin/python bench/run.py --quick          # 300k rows, the main contenders: < 2 min
     .venv/bin/python bench/run.py --only ours      # re-measure some contenders; merged in
     .venv/bin/python bench/run.py --tune           # sweep the settings of ours and the SDK
     .venv/bin/python bench/run.py --chart-only     # redraw the chart from the results
 
-One contender at a time, each against a fresh `uploader sandbox --null` process (and then
-`--latency-ms 50`). Measured per contender process: wall seconds, CPU seconds (user+sys) and
-peak RSS, from `os.wait4`. A contender counts only when the sandbox received exactly every
+One contender at a time, each against a fresh sink process: bench/sink.py, which answers at
+once and checks nothing (`--sink sandbox`: `uploader sandbox --null`, which checks every
+body), and then the same with 50 ms added to every answer. Measured per contender process:
+wall seconds, CPU seconds (user+sys) and peak RSS, from `os.wait4`. A contender counts only
 row as an event, all answered 201; otherwise it is reported as failed.
 """
 
@@ -24,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,15 +40,16 @@ CONTENDERS_DIR = ROOT / "bench" / "contenders"
 CHART_PATH = ROOT / "docs" / "benchmarks.png"
 
 FULL_ROWS = (1_000_000, 10_000_000)
-QUICK_ROWS = (100_000,)
+# Enough rows for the upload to run a couple of seconds past its start-up.
+QUICK_ROWS = (300_000,)
+QUICK_CONTENDERS = ("ours-default", "ours-one-process", "sdk-best", "floor")
 # A remote API is latency-bound: this is the round trip the latency runs add.
 LATENCY_MS = 50
 
-# Best settings found with --tune on the reference machine (docs/benchmarks.md), one set
-# for both sinks. Ours: 5,000 events a request (the largest the real API is known to accept;
-# the byte limit must admit its ~830 KB) amortise the per-request cost; 16 in flight hide a
-# 50 ms round trip and cost nothing on the null sink.
-OURS_BEST = ("--concurrency", "16", "--batch-size", "5000", "--max-request-bytes", "4194304")
+# Best settings found with --tune on the reference machine (docs/benchmarks.md). Ours:
+# 5,000 events a request (the largest the real API is known to accept; the byte limit must
+# admit its ~830 KB) amortise the per-request cost; requests in flight adapt by themselves.
+OURS_BEST = ("--batch-size", "5000", "--max-request-bytes", "4194304")
 # The SDK: from 1,000 events a request on, the null sink is within noise (its per-event
 # Python work dominates); 5,000 wins at latency. One request in flight: its transport holds
 # one connection under a lock, so more concurrent requests only overlap JSON encoding.
@@ -75,6 +77,7 @@ class Pace:
 
     quiet_wait_s: float = QUIET_WAIT_S
     rerun_disturbed: bool = True
+    sink: str = "fast"  # see SandboxProcess
 
 
 QUICK_PACE = Pace(quiet_wait_s=5.0, rerun_disturbed=False)
@@ -92,6 +95,7 @@ class Contender:
     large_formats: tuple[str, ...] = ("parquet", "csv")
     in_flight: int = 1  # requests in flight: for the latency projection
     batch: int = 500  # events per request: for the latency projection
+    env: tuple[tuple[str, str], ...] = ()  # set for the contender's process
 
     def argv(self, path: Path, sandbox: SandboxProcess | None, workdir: Path) -> list[str]:
         python = python_executable()
@@ -106,13 +110,26 @@ class Contender:
                 *("--state", str(workdir / "state.db"), "--quiet"),
                 *("--report", str(workdir / "report.json"), *self.settings),
             ]
-        script = {"sdk": "sdk_track_batch.py", "naive": "naive.py", "floor": "floor.py"}
+        script = {
+            "sdk": "sdk_track_batch.py",
+            "naive": "naive.py",
+            "floor": "floor.py",
+            "floor-loop": "floor_loop.py",
+        }
         program = str(CONTENDERS_DIR / script[self.kind])
         return [python, program, "--input", str(path), *target, *self.settings]
 
 
 CONTENDERS = (
-    Contender("ours-default", "uploader (defaults)", "ours", in_flight=4, batch=500),
+    Contender("ours-default", "uploader (defaults)", "ours", in_flight=16, batch=500),
+    Contender(
+        "ours-one-process",
+        "uploader (defaults, no worker)",
+        "ours",
+        in_flight=16,
+        batch=500,
+        env=(("UPLOADER_WORKER", "0"),),
+    ),
     Contender("ours-best", "uploader (best)", "ours", OURS_BEST, in_flight=16, batch=5000),
     Contender(
         "sdk-default",
@@ -142,8 +159,16 @@ CONTENDERS = (
         batch=50,
     ),
     Contender("floor", "floor (no sending)", "floor", sends=False),
+    Contender(
+        "floor-loop",
+        "floor, plain loop (no sending)",
+        "floor-loop",
+        sends=False,
+        large_formats=("parquet",),
+    ),
 )
 LATENCY_CONTENDERS = ("ours-default", "ours-best", "sdk-default", "sdk-best")
+QUICK_LATENCY_CONTENDERS = ("ours-default",)
 
 
 # -- one run -------------------------------------------------------------------------------
@@ -179,18 +204,19 @@ def _attempt(
         # The uploader changes under the benchmark: every record says which code it measured.
         "uploader_commit": _uploader_version(),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "sink": pace.sink,
     }
     timeout = 120 + rows / 1_000  # far above any contender's expected time
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
         sandbox = (
-            SandboxProcess(python_executable(), latency_ms, workdir / "sandbox.log")
+            SandboxProcess(python_executable(), latency_ms, workdir / "sandbox.log", pace.sink)
             if contender.sends
             else None
         )
         try:
             sandbox_cpu_before = sandbox.cpu_seconds() if sandbox else 0.0
-            env = clean_env(sandbox.info.api_key if sandbox else None)
+            env = {**clean_env(sandbox.info.api_key if sandbox else None), **dict(contender.env)}
             argv = contender.argv(path, sandbox, workdir)
             m = measure(argv, env, timeout, workdir)
             sandbox_cpu = (sandbox.cpu_seconds() - sandbox_cpu_before) if sandbox else 0.0
@@ -210,6 +236,7 @@ def _attempt(
         cpu_sys_s=round(m.sys_s, 2),
         cpu_s=round(m.cpu_s, 2),
         peak_rss_mb=round(m.peak_rss_mb, 1),
+        peak_tree_rss_mb=round(m.peak_tree_rss_mb, 1),
         sandbox_cpu_s=round(sandbox_cpu, 2),
         other_cpu_s=round(other, 2),
         disturbed=other > DISTURBED_SHARE * m.wall_s,
@@ -366,14 +393,16 @@ def run_all(
                 done.append(result)
                 results.put(result)
                 print(_line(result), flush=True)
+    latency = QUICK_LATENCY_CONTENDERS if sizes == QUICK_ROWS else LATENCY_CONTENDERS
     for contender in chosen:
-        if contender.name not in LATENCY_CONTENDERS:
+        if contender.name not in latency:
             continue
         rows, note = _latency_rows(contender, sizes[0], latency_budget_s, done)
-        result = run_one(contender, rows, "parquet", LATENCY_MS, pace, note)
-        done.append(result)
-        results.put(result)
-        print(_line(result), flush=True)
+        for fmt in ("parquet", "csv") if contender.name == "ours-default" else ("parquet",):
+            result = run_one(contender, rows, fmt, LATENCY_MS, pace, note)
+            done.append(result)
+            results.put(result)
+            print(_line(result), flush=True)
 
 
 # -- tuning --------------------------------------------------------------------------------
@@ -495,6 +524,7 @@ COLUMNS = (
     ("wall s", 8),
     ("CPU s", 7),
     ("RSS MB", 8),
+    ("all RSS", 8),
     ("sbx CPU", 8),
     ("other", 6),
 )
@@ -514,6 +544,7 @@ def _line(r: dict[str, Any]) -> str:
         f"{r['wall_s']:.1f}",
         f"{r['cpu_s']:.1f}",
         f"{r['peak_rss_mb']:,.0f}",
+        f"{r.get('peak_tree_rss_mb', r['peak_rss_mb']):,.0f}",
         f"{r['sandbox_cpu_s']:.1f}",
         f"{r['other_cpu_s']:.1f}",
     ]
@@ -543,7 +574,15 @@ def _rows_text(rows: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", help="comma-separated sizes (default: 1000000,10000000)")
-    parser.add_argument("--quick", action="store_true", help="100k rows: a smoke run")
+    parser.add_argument(
+        "--quick", action="store_true", help="300k rows, the main contenders: before a commit"
+    )
+    parser.add_argument(
+        "--sink",
+        choices=("fast", "sandbox"),
+        default="fast",
+        help="what answers: bench/sink.py (default) or `uploader sandbox --null`",
+    )
     parser.add_argument(
         "--only", help="comma-separated contenders or prefixes (ours, sdk, naive, floor)"
     )
@@ -559,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     results_path = RESULTS_DIR / f"{name}.json"
     chart_path = RESULTS_DIR / "quick.png" if args.quick else CHART_PATH
 
-    pace = QUICK_PACE if args.quick else Pace()
+    pace = replace(QUICK_PACE if args.quick else Pace(), sink=args.sink)
     if args.chart_only:
         chart.draw(json.loads(results_path.read_text()), chart_path)
         print(f"chart: {chart_path.relative_to(ROOT)}")
@@ -576,6 +615,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     names = {c.name for c in CONTENDERS}
+    if args.quick:
+        names = set(QUICK_CONTENDERS)
     if args.only:
         wanted = [w.strip() for w in args.only.split(",") if w.strip()]
         names = {n for n in names if any(n == w or n.startswith(w) for w in wanted)}
