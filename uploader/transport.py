@@ -168,7 +168,9 @@ class _Connection:
             if not 100 <= status < 200:
                 break  # 1xx: an interim answer; the real one follows
         fields = {name.lower(): value for name, value in headers}
-        keep_alive = version == b"HTTP/1.1" and b"close" not in fields.get(b"connection", b"")
+        # Connection options are case-insensitive (RFC 9110 7.6.1): "Close" means close.
+        closes = b"close" in fields.get(b"connection", b"").lower()
+        keep_alive = version == b"HTTP/1.1" and not closes
         if request.method == "HEAD" or status in (204, 304):
             content = b""
         elif b"chunked" in fields.get(b"transfer-encoding", b"").lower():
