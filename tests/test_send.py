@@ -658,3 +658,65 @@ def test_the_sender_keeps_requests_in_flight_within_its_limiter() -> None:
 def test_retry_policy_refuses_non_positive_values(field_name: str) -> None:
     with pytest.raises(ConfigError, match=field_name):
         RetryPolicy(**{field_name: 0})
+
+
+# --- what halves the limit, by mode --------------------------------------------------------------
+
+# Signs of an overloaded API, or of a way to it that is: they halve an adaptive limit only.
+OVERLOADS: dict[str, Callable[[], Step]] = {
+    "408": lambda: 408,
+    "500": lambda: 500,
+    "502": lambda: 502,
+    "503": lambda: 503,
+    "504": lambda: 504,
+    "read-timeout": lambda: httpx.ReadTimeout("no answer in time"),
+    "connect-timeout": lambda: httpx.ConnectTimeout("no connection in time"),
+    "connect-error": lambda: httpx.ConnectError("cannot connect"),
+    "read-error": lambda: httpx.ReadError("reset by peer"),
+    "write-error": lambda: httpx.WriteError("broken pipe"),
+    "dropped": lambda: httpx.RemoteProtocolError("closed without an answer"),
+}
+
+
+def limit_after(step: Step, *, adaptive: bool) -> tuple[int, int]:
+    """(limit, generation) of a limiter at 8 after one `step` and then a 201."""
+    limiter_args = {"max_concurrency": 8, "adaptive": adaptive, "start": 8}
+    outcome = run_send(Script([step, 201]), batch_of(make_events(2)), limiter_args=limiter_args)
+    assert outcome.delivered == ["e0", "e1"]
+    assert outcome.sender is not None
+    return outcome.sender.limiter.limit, outcome.sender.limiter.generation
+
+
+@pytest.mark.parametrize("name", OVERLOADS)
+def test_in_adaptive_mode_overloads_and_failed_exchanges_halve_the_limit(name: str) -> None:
+    assert limit_after(OVERLOADS[name](), adaptive=True) == (4, 1)
+
+
+@pytest.mark.parametrize("name", OVERLOADS)
+def test_in_pinned_mode_they_leave_the_limit_alone(name: str) -> None:
+    assert limit_after(OVERLOADS[name](), adaptive=False) == (8, 0)
+
+
+@pytest.mark.parametrize("adaptive", [True, False], ids=["adaptive", "pinned"])
+def test_a_429_halves_the_limit_in_both_modes(adaptive: bool) -> None:
+    assert limit_after(429, adaptive=adaptive) == (4, 1)
+
+
+@pytest.mark.parametrize("adaptive", [True, False], ids=["adaptive", "pinned"])
+def test_the_transient_400_never_halves_the_limit(adaptive: bool) -> None:
+    transient = httpx.Response(
+        400, json={"error": "Can't create a collection for auto-event Product viewed"}
+    )
+    assert limit_after(transient, adaptive=adaptive) == (8, 0)
+
+
+@pytest.mark.parametrize("adaptive", [True, False], ids=["adaptive", "pinned"])
+def test_a_refused_event_does_not_halve_the_limit(adaptive: bool) -> None:
+    outcome = run_send(
+        Script(decide=refuse({"e1"})),
+        batch_of(make_events(4)),
+        limiter_args={"max_concurrency": 8, "adaptive": adaptive, "start": 8},
+    )
+    assert outcome.delivered == ["e0", "e2", "e3"]
+    assert outcome.sender is not None
+    assert (outcome.sender.limiter.limit, outcome.sender.limiter.generation) == (8, 0)

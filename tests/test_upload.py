@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pyarrow as pa
 import pytest
 
@@ -21,9 +22,11 @@ from uploader import core
 from uploader.cli import main
 from uploader.config import build_config
 from uploader.errors import CheckpointError
+from uploader.pacing import AUTO_START
 from uploader.progress import Progress
 from uploader.results import UploadResult
 from uploader.sandbox import Sandbox
+from uploader.transport import Http11Transport
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = "ts,event,sku,user_id,qty\n"
@@ -384,3 +387,56 @@ def test_resuming_parquet_skips_finished_row_groups(write_parquet, tmp_path):
     assert second.rows_skipped_done_before % 100 == 0
     assert stats["unique_event_ids"] == 1_500
     assert stats["duplicate_events"] == 0  # repeats of skipped rows were not sent again
+
+
+# --- requests in flight ----------------------------------------------------------------------
+
+
+class InFlight(httpx.AsyncBaseTransport):
+    """The real wire, counting the requests it carries at once (answer read included)."""
+
+    def __init__(self) -> None:
+        # More connections than any limit under test: the limiter, not the pool, must bound.
+        self.wire = Http11Transport(max_connections=16)
+        self.now = self.most = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            return await self.wire.handle_async_request(request)
+        finally:
+            self.now -= 1
+
+    async def aclose(self) -> None:
+        await self.wire.aclose()
+
+
+def upload_through(transport, paths, sb, state, **options):
+    config = build_config(
+        paths, command="upload", sandbox=sb, state=state, batch_size=50, **options
+    )
+    return asyncio.run(core.upload_async(config, transport=transport, sleep=no_wait))
+
+
+def test_by_default_the_requests_in_flight_grow_past_the_start(write_csv, tmp_path):
+    path = write_csv(export(6_000))
+    transport = InFlight()
+    with Sandbox(latency_ms=50) as sb:
+        outcome = upload_through(transport, [path], sb, tmp_path / "state.db")
+        stats = sb.stats()
+    assert outcome.status == "completed", outcome.message
+    assert stats["unique_event_ids"] == outcome.events_sent == 6_000
+    assert outcome.concurrency["mode"] == "adaptive"
+    assert outcome.concurrency["highest"] > AUTO_START
+    assert transport.most > AUTO_START  # and the requests did go out side by side
+
+
+def test_pinned_concurrency_is_never_exceeded(write_csv, tmp_path):
+    path = write_csv(export(1_000))
+    transport = InFlight()
+    with Sandbox(latency_ms=20) as sb:
+        outcome = upload_through(transport, [path], sb, tmp_path / "state.db", concurrency=2)
+    assert outcome.status == "completed", outcome.message
+    assert outcome.concurrency == {"mode": "pinned", "settled": 2, "highest": 2}
+    assert transport.most == 2

@@ -101,6 +101,10 @@ def fuse(segments: Sequence[Segment]) -> pa.Array:
         else:
             parts.append(pc.binary_join_element_wise(before, values, after, ""))
     arrays = [p if isinstance(p, pa.Array) else pa.scalar(p) for p in parts]
+    if not any(isinstance(p, str) for p in parts):
+        # Arrow leaves out the rows where every part is null (null_handling="skip"); a
+        # literal, even an empty one, is never null and keeps one text per row.
+        arrays.append(pa.scalar(""))
     joined = pc.binary_join_element_wise(*arrays, "", null_handling="skip")
     assert isinstance(joined, pa.Array), "a fused text needs a column"
     return joined

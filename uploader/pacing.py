@@ -12,8 +12,9 @@ tuned from what the answers say, window by window:
       slower than the fastest window             rose: a queue formed somewhere, and it
                                                  buys nothing)
     anything else                                kept
-    a 429, a 5xx, a timeout or a dropped         halved, once per burst
-      connection (any window)
+    a 429, a 5xx, a timeout or a dropped         halved, once per burst; a slot comes back
+      connection (any window)                    per RECOVER_AFTER successes in a row, up
+                                                 to where the limit was
 
 `rate` caps the starts per second, evenly spaced, in both modes.
 """
@@ -28,8 +29,8 @@ from collections.abc import Awaitable, Callable
 from uploader.config import DEFAULT_CONCURRENCY
 from uploader.errors import ConfigError
 
-# Successes in a row before a slot lost to a 429 comes back (pinned mode): slow enough not
-# to re-trigger the limit at once, fast enough to climb back from 1 to 4 in 60 requests.
+# Successes in a row before a slot lost to a halving comes back: slow enough not to
+# re-trigger the limit at once, fast enough to climb back from 1 to 4 in 60 requests.
 RECOVER_AFTER = 20
 # Adaptive mode starts at DEFAULT_CONCURRENCY, safe for any API, and grows up to AUTO_MAX
 # (config.py).
@@ -81,6 +82,10 @@ class AdaptiveConcurrency:
         # the same burst and must not halve again.
         self.generation = 0
         self._streak = 0
+        # Where the limit was before the halvings not yet made up (adaptive mode): without
+        # a way back, a few transient 5xx would pin a long run at 1, since growth needs more
+        # throughput than the best window, which had all the slots.
+        self._regain = 0
         self._clock = clock
         self._sleep = sleep
         self._next_start = -math.inf
@@ -125,6 +130,7 @@ class AdaptiveConcurrency:
         self._streak = 0
         if generation is not None and generation != self.generation:
             return
+        self._regain = max(self._regain, self.limit)
         self.limit = max(1, self.limit // 2)
         self.generation += 1
         self._window = _Window(self._clock())
@@ -132,11 +138,12 @@ class AdaptiveConcurrency:
     def succeeded(self, latency: float = 0.0, events: int = 0) -> None:
         """A 2xx answer after `latency` seconds, delivering `events`."""
         self._streak += 1
+        ceiling = self._regain if self.adaptive else self.max_concurrency
+        if self._streak >= self.recover_after and self.limit < ceiling:
+            self.limit += 1
+            self._streak = 0
+            # Waiters are woken on the next release; nobody waits while slots are free.
         if not self.adaptive:
-            if self._streak >= self.recover_after and self.limit < self.max_concurrency:
-                self.limit += 1
-                self._streak = 0
-                # Waiters are woken on the next release; nobody waits while slots are free.
             return
         window = self._window
         window.answers += 1
@@ -159,6 +166,7 @@ class AdaptiveConcurrency:
         elif latency > self._best_latency * LATENCY_RISE and self.limit > self.start:
             # Not below where it started: a rise in latency is not a refusal.
             self.limit = max(self.start, math.floor(self.limit * SHRINK))
+            self._regain = min(self._regain, self.limit)  # the lost slots are not wanted
         self.highest = max(self.highest, self.limit)
 
 

@@ -168,7 +168,9 @@ class _Connection:
             if not 100 <= status < 200:
                 break  # 1xx: an interim answer; the real one follows
         fields = {name.lower(): value for name, value in headers}
-        keep_alive = version == b"HTTP/1.1" and b"close" not in fields.get(b"connection", b"")
+        # Connection options are case-insensitive (RFC 9110 7.6.1): "Close" means close.
+        closes = b"close" in fields.get(b"connection", b"").lower()
+        keep_alive = version == b"HTTP/1.1" and not closes
         if request.method == "HEAD" or status in (204, 304):
             content = b""
         elif b"chunked" in fields.get(b"transfer-encoding", b"").lower():
@@ -176,9 +178,10 @@ class _Connection:
         elif b"content-length" in fields:
             try:
                 length = int(fields[b"content-length"])
-            except ValueError as exc:
-                raise httpx.RemoteProtocolError("a bad Content-Length",
-                                                request=request) from exc  # fmt: skip
+            except ValueError:
+                length = -1
+            if length < 0:  # readexactly would raise ValueError, which no caller expects
+                raise httpx.RemoteProtocolError("a bad Content-Length", request=request)
             content = await self.reader.readexactly(length)
         else:  # the body runs to the end of the connection
             content = await self.reader.read()
@@ -192,9 +195,10 @@ class _Connection:
             line = await self.reader.readuntil(b"\r\n")
             try:
                 size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError as exc:
-                raise httpx.RemoteProtocolError("a bad chunk size",
-                                                request=request) from exc  # fmt: skip
+            except ValueError:
+                size = -1
+            if size < 0:
+                raise httpx.RemoteProtocolError("a bad chunk size", request=request)
             if size == 0:
                 while await self.reader.readuntil(b"\r\n") != b"\r\n":  # trailers
                     pass
