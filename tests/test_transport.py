@@ -622,11 +622,6 @@ async def settle() -> None:
     await asyncio.sleep(0.01)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: an idle connection holding unread bytes is reused, so the next "
-    "request reads an answer sent before it (httpcore discards a readable idle connection)",
-)
 def test_an_answer_sent_on_an_idle_connection_is_not_taken_for_the_next_one() -> None:
     # Some servers say 408 on an idle keep-alive connection before they hang up.
     late = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"

@@ -122,7 +122,11 @@ class _Connection:
 
     @property
     def alive(self) -> bool:
-        return not (self.reader.at_eof() or self.writer.is_closing())
+        """Usable for a new request: open, and holding no bytes the server sent since its
+        last answer (a 408 before it hangs up: taken for the next answer, it would be
+        wrong). StreamReader shows what it holds only through its buffer."""
+        unread = getattr(self.reader, "_buffer", b"")
+        return not (self.reader.at_eof() or self.writer.is_closing() or unread)
 
     def close(self) -> None:
         with suppress(Exception):
