@@ -46,7 +46,7 @@ def test_acks_survive_reopening_and_leftovers_are_reported_once(tmp_path, write_
 def test_a_file_that_is_not_a_state_file_is_refused(tmp_path):
     bogus = tmp_path / "state.db"
     bogus.write_text("not sqlite at all, " * 100)
-    with pytest.raises(CheckpointError, match="is not usable"):
+    with pytest.raises(CheckpointError, match=r"is damaged \(file is not a database\)"):
         Checkpoint(str(bogus))
 
 

@@ -17,7 +17,7 @@ from uploader.config import (
     Sending,
     build_config,
 )
-from uploader.errors import ConfigError, InputError
+from uploader.errors import ConfigError, ExposedKeyWarning, InputError
 from uploader.options import Options
 from uploader.sandbox import Sandbox
 from uploader.target import DEFAULT_BASE_URL, Credentials, Target
@@ -79,7 +79,7 @@ def test_upload_lists_every_option_it_knows(csv_path):
         "unknown option eventmap; known options: api_key, api_key_file, base_url, batch_size, "
         "concurrency, config, event, event_column, event_map, force, keep_duplicates, mapping, "
         "max_request_bytes, max_retry_time, no_timestamp, org, project, rate, rejects, report, "
-        "restart, sandbox, source_id, state, timestamp_format, timestamp_unit, timezone"
+        "restart, sandbox, source_id, state, timestamp_format, timestamp_unit, timezone, wait"
     )
 
 
@@ -198,9 +198,24 @@ def test_the_base_url_comes_from_the_environment_when_not_given(csv_path):
 def test_the_key_file_wins_over_the_environment_and_its_newline_is_dropped(csv_path, tmp_path):
     key_file = tmp_path / "key"
     key_file.write_text("pk_file.from-file\n")
+    key_file.chmod(0o600)
     config = build_config(csv_path, command="upload", env=ENV, api_key_file=key_file)
     assert config.destination is not None
     assert config.destination.credentials == Credentials("pk_file", "from-file")
+
+
+def test_a_key_file_others_can_read_gets_a_warning_that_does_not_quote_it(csv_path, tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("pk_file.from-file\n")
+    key_file.chmod(0o644)
+    with pytest.warns(ExposedKeyWarning) as caught:
+        build_config(csv_path, command="upload", env=ENV, api_key_file=key_file)
+    (warning,) = caught
+    assert str(warning.message) == (
+        f"--api-key-file {key_file} can be read by other users (mode -rw-r--r--); keep it to "
+        f"yourself: chmod 600 {key_file}"
+    )
+    assert "from-file" not in str(warning.message)
 
 
 def test_the_key_and_a_key_file_exclude_each_other(csv_path, tmp_path):

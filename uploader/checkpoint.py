@@ -116,34 +116,71 @@ class RowSet:
 
 
 class Checkpoint:
-    """The state file. One process at a time writes it; every write is one transaction."""
+    """The state file. One process at a time writes it (lease.py); every write is one
+    transaction. Any SQLite failure is a CheckpointError that says what to do."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, max_pages: int | None = None) -> None:
         self.path = path
         parent = os.path.dirname(os.path.abspath(path))
+        existed = os.path.exists(path)
         try:
             os.makedirs(parent, exist_ok=True)
-            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except OSError as exc:
+            raise CheckpointError(f"state file {path}: cannot create its folder ({exc.strerror})",
+                                  kind="unwritable") from exc  # fmt: skip
+        try:
+            connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise _error(path, exc) from exc
+        self.db = _Guarded(connection, path)
+        try:
+            if existed:
+                self._check_intact()
             # WAL + NORMAL: a commit survives the process being killed (not a power cut),
             # which is the failure we promise to survive, at a fraction of FULL's cost.
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA busy_timeout=5000")
+            if max_pages is not None:  # a cap on the file's size (the tests fill a disk so)
+                self.db.execute(f"PRAGMA max_page_count={int(max_pages)}")
             self.db.executescript(_SCHEMA)
             self._check_version()
-        except sqlite3.DatabaseError as exc:
-            raise CheckpointError(
-                f"state file {path} is not usable ({exc}); move it away or give --state FILE"
-            ) from exc
+        except BaseException:
+            connection.close()
+            raise
+        if not existed:  # it holds people's identifiers: the owner's eyes only
+            os.chmod(path, 0o600)
+
+    def _check_intact(self) -> None:
+        (verdict,) = self.db.execute("PRAGMA quick_check").fetchone()
+        if verdict != "ok":
+            raise CheckpointError(_damaged(self.path, verdict), kind="damaged")
 
     def _check_version(self) -> None:
         row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if row is None:
             self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) != SCHEMA_VERSION:
+            return
+        try:
+            found = int(row[0])
+        except ValueError:
             raise CheckpointError(
-                f"state file {self.path} was written by another version of uploader "
-                f"(schema {row[0]}, this one reads {SCHEMA_VERSION}); use a new --state FILE"
+                _damaged(self.path, "no schema version"), kind="damaged"
+            ) from None
+        if found > SCHEMA_VERSION:
+            raise CheckpointError(
+                f"state file {self.path} was written by a newer version of uploader (state "
+                f"schema {found}; this one reads {SCHEMA_VERSION}); nothing was sent. Upgrade "
+                "uploader, or give --state FILE for a new state file (which would send "
+                "again what this one records as delivered)",
+                kind="version",
+            )
+        if found != SCHEMA_VERSION:
+            raise CheckpointError(
+                f"state file {self.path} was written by an older version of uploader (state "
+                f"schema {found}; this one reads {SCHEMA_VERSION}); nothing was sent. Finish "
+                "its uploads with that version, or give --state FILE for a new state file",
+                kind="version",
             )
 
     def close(self) -> None:
@@ -308,13 +345,70 @@ class Checkpoint:
         return _Transaction(self.db)
 
 
+class _Guarded:
+    """The connection, with every SQLite failure turned into a CheckpointError."""
+
+    def __init__(self, connection: sqlite3.Connection, path: str) -> None:
+        self.connection = connection
+        self.path = path
+
+    def execute(self, sql: str, parameters: Sequence[object] = ()) -> sqlite3.Cursor:
+        try:
+            return self.connection.execute(sql, parameters)
+        except sqlite3.Error as exc:
+            raise _error(self.path, exc) from exc
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> sqlite3.Cursor:
+        try:
+            return self.connection.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise _error(self.path, exc) from exc
+
+    def executescript(self, script: str) -> sqlite3.Cursor:
+        try:
+            return self.connection.executescript(script)
+        except sqlite3.Error as exc:
+            raise _error(self.path, exc) from exc
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def _error(path: str, exc: sqlite3.Error) -> CheckpointError:
+    detail = str(exc)
+    lowered = detail.lower()
+    if "full" in lowered:
+        return CheckpointError(
+            f"the disk holding the state file {path} is full ({detail}); what was delivered "
+            "until now is recorded. Free some space and run the same command to resume",
+            kind="full",
+        )
+    if any(word in lowered for word in ("readonly", "read-only", "unable to open", "i/o")):
+        return CheckpointError(
+            f"state file {path} cannot be written ({detail}); nothing more was sent. Check "
+            "the disk and its permissions, or give --state FILE on a writable disk",
+            kind="unwritable",
+        )
+    if any(word in lowered for word in ("malformed", "not a database", "encrypted", "corrupt")):
+        return CheckpointError(_damaged(path, detail), kind="damaged")
+    return CheckpointError(f"state file {path}: {detail}", kind="other")
+
+
+def _damaged(path: str, detail: str) -> str:
+    return (
+        f"state file {path} is damaged ({detail}); nothing was sent. Keep it (it records "
+        "what was delivered) and restore it from a backup, or give --state FILE for a new "
+        "state file, knowing that a new one sends again what this one records as delivered"
+    )
+
+
 _FILE_COLUMNS = (
     "id, target, path, size, fingerprint, status, rows_read, delivered, rejected, updated_at"
 )
 
 
 class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: _Guarded) -> None:
         self.db = db
 
     def __enter__(self) -> None:

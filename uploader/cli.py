@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -23,7 +24,7 @@ from uploader.config import (
     MAPPING_OPTIONS,
     build_config,
 )
-from uploader.errors import ConfigError, UploaderError
+from uploader.errors import ConfigError, ExposedKeyWarning, UploaderError
 from uploader.options import DEFAULT_BATCH_SIZE, DEFAULT_MAX_REQUEST_BYTES
 from uploader.target import DEFAULT_BASE_URL
 from uploader.version import __version__
@@ -234,6 +235,11 @@ def _add_upload_arguments(parser: argparse.ArgumentParser) -> None:
         help="start files that changed since a partial upload over from their first row",
     )
     sending.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another run is using the state file, wait for it to end (default: exit 2)",
+    )
+    sending.add_argument(
         "--max-rejects",
         type=int,
         metavar="N",
@@ -279,7 +285,7 @@ def run_upload(args: argparse.Namespace) -> int:
         raise ConfigError("--out goes with --dry-run; an upload writes --report and --rejects")
     from uploader import core
     from uploader.console import UploadDisplay, format_result
-    from uploader.progress import Progress, SandboxStarted, Stopping
+    from uploader.progress import Event, SandboxStarted
 
     # With --sandbox the target flags are left aside, so that a real upload's command line
     # can rehearse by adding --sandbox.
@@ -305,6 +311,7 @@ def run_upload(args: argparse.Namespace) -> int:
         max_retry_time=args.max_retry_time,
         force=args.force,
         restart=args.restart,
+        wait=args.wait,
         **target,
         **_mapping(args),
     )
@@ -313,7 +320,7 @@ def run_upload(args: argparse.Namespace) -> int:
         stopping="\nuploader: stopping after the requests in flight (Ctrl-C again to quit now)",
     )
 
-    def observe(event: Progress | Stopping | SandboxStarted) -> None:
+    def observe(event: Event) -> None:
         if isinstance(event, SandboxStarted):
             print(f"Uploading to the built-in sandbox at {event.base_url}", file=sys.stderr)
         else:
@@ -387,6 +394,10 @@ def _dry_run(args: argparse.Namespace) -> int:
     return EXIT_REJECTS if result.events_rejected else EXIT_OK
 
 
+def _show_warning(message: Warning | str, *_: Any, **__: Any) -> None:
+    print(f"uploader: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -394,7 +405,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The worker that builds chunks imports pandas and pyarrow while this process does.
         workers.prestart()
     try:
-        code: int = args.run(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", ExposedKeyWarning)
+            warnings.showwarning = _show_warning
+            code: int = args.run(args)
     except UploaderError as exc:
         print(f"uploader: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import math
 import os
+import stat
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from uploader.errors import ConfigError
+from uploader.errors import ConfigError, ExposedKeyWarning
 from uploader.options import Options, build_options
 from uploader.target import DEFAULT_BASE_URL, Credentials, Target
 
@@ -36,7 +38,7 @@ DEFAULT_MAX_RETRY_TIME = 600.0
 MAPPING_OPTIONS = (*(f.name for f in fields(Options)), "config")
 OUTPUT_OPTIONS = ("rejects", "report")
 TARGET_OPTIONS = ("org", "project", "source_id", "api_key", "api_key_file", "base_url", "sandbox")
-SENDING_OPTIONS = ("state", "concurrency", "rate", "max_retry_time", "force", "restart")
+SENDING_OPTIONS = ("state", "concurrency", "rate", "max_retry_time", "force", "restart", "wait")
 VALIDATE_OPTIONS = (*MAPPING_OPTIONS, *OUTPUT_OPTIONS)
 UPLOAD_OPTIONS = (*VALIDATE_OPTIONS, *TARGET_OPTIONS, *SENDING_OPTIONS)
 
@@ -51,6 +53,7 @@ class Sending:
     max_retry_time: float = DEFAULT_MAX_RETRY_TIME
     force: bool = False  # send inputs again even if they were delivered
     restart: bool = False  # start changed inputs over
+    wait: bool = False  # wait for another run that holds the state file (lease.py)
 
     def __post_init__(self) -> None:
         concurrency = self.concurrency
@@ -142,6 +145,7 @@ def build_config(
         max_retry_time=given.get("max_retry_time", DEFAULT_MAX_RETRY_TIME),
         force=bool(given.get("force")),
         restart=bool(given.get("restart")),
+        wait=bool(given.get("wait")),
     )
     from uploader.inputs import resolve_inputs  # pyarrow: only once the options are sound
 
@@ -250,10 +254,19 @@ def resolve_target(
 
 def _read_key_file(path: str) -> str:
     try:
+        mode = os.stat(path).st_mode
         with open(path, encoding="utf-8") as fh:
-            return fh.read()
+            key = fh.read()
     except OSError as exc:
         raise ConfigError(f"--api-key-file {path}: cannot read ({exc.strerror})") from exc
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        warnings.warn(
+            f"--api-key-file {path} can be read by other users (mode {stat.filemode(mode)}); "
+            f"keep it to yourself: chmod 600 {path}",
+            ExposedKeyWarning,
+            stacklevel=2,
+        )
+    return key
 
 
 def _is_number(value: Any) -> bool:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from uploader.checkpoint import FileRecord, RunRecord
-from uploader.progress import Progress, SandboxStarted, Stopping
+from uploader.progress import Event, Progress, Stopping, WaitingForLease
 from uploader.results import UploadResult, ValidationResult
 
 # A log line this often when stderr is not a terminal (cron, CI): often enough to see that
@@ -41,7 +41,7 @@ class ReadDisplay:
         self.notebook = notebook
         self.bar: Any = None
 
-    def __call__(self, event: Progress | Stopping | SandboxStarted) -> None:
+    def __call__(self, event: Event) -> None:
         if not isinstance(event, Progress):
             return
         if self.bar is None:
@@ -83,9 +83,15 @@ class UploadDisplay:
         self.last_log = time.monotonic()  # the first line after LOG_INTERVAL_S, not at once
         self.last: Progress | None = None
 
-    def __call__(self, event: Progress | Stopping | SandboxStarted) -> None:
+    def __call__(self, event: Event) -> None:
         if isinstance(event, Stopping) and self.stopping:
             print(self.stopping, file=self.stream, flush=True)
+        if isinstance(event, WaitingForLease):
+            print(
+                f"uploader: waiting for the other run on this state file to end ({event.holder})",
+                file=self.stream,
+                flush=True,
+            )
         if not isinstance(event, Progress):
             return
         self.last = event

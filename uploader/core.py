@@ -21,12 +21,14 @@ import httpx
 from uploader.batches import Batch
 from uploader.checkpoint import Checkpoint
 from uploader.config import AUTO_MAX, Destination, Outputs, RunConfig
+from uploader.errors import CheckpointError
 from uploader.inputs import Source
+from uploader.lease import RunLease
 from uploader.ledger import StateLedger
 from uploader.options import Options
 from uploader.pacing import AdaptiveConcurrency
 from uploader.pipeline import Tally, plan_run, plan_sources
-from uploader.progress import Observer, SandboxStarted, Stopping
+from uploader.progress import Observer, SandboxStarted, Stopping, WaitingForLease
 from uploader.results import CauseCount, FileFigures, UploadResult, ValidationResult
 from uploader.send import RetryPolicy, Sender
 from uploader.sinks import BodiesWriter, RejectsWriter, write_json
@@ -155,6 +157,32 @@ async def _upload(
     stop: threading.Event | None,
 ) -> UploadResult:
     sending = config.sending
+
+    def waiting(holder: str) -> None:
+        if observer is not None:
+            observer(WaitingForLease(holder))
+
+    lease = RunLease(sending.state, wait=sending.wait, on_wait=waiting, stop=stop)
+    await asyncio.to_thread(lease.__enter__)  # waiting for it must not block the loop
+    try:
+        return await _upload_leased(
+            config, target, credentials, sinks, observer, transport, sleep, stop
+        )
+    finally:
+        lease.__exit__(None, None, None)
+
+
+async def _upload_leased(
+    config: RunConfig,
+    target: Target,
+    credentials: Credentials,
+    sinks: RunSinks,
+    observer: Observer | None,
+    transport: httpx.AsyncBaseTransport | None,
+    sleep: Callable[[float], Awaitable[None]],
+    stop: threading.Event | None,
+) -> UploadResult:
+    sending = config.sending
     checkpoint = Checkpoint(sending.state)
     try:
         ledger = StateLedger(checkpoint, target)
@@ -184,7 +212,8 @@ async def _upload(
                 )
                 status, message = await run.run()
         except BaseException as exc:
-            ledger.fail_run(exc)
+            with contextlib.suppress(CheckpointError):  # a full disk may refuse this too
+                ledger.fail_run(exc)
             raise
         elapsed = time.monotonic() - started
         tally, delivery, stats = run.tally, run.delivery, sender.stats
@@ -220,7 +249,11 @@ async def _upload(
                 "highest": limiter.highest,
             },
         )
-        ledger.close_run(status, result.to_json())
+        try:
+            ledger.close_run(status, result.to_json())
+        except CheckpointError as exc:  # the run's record only: what was delivered is saved
+            if status == "completed":
+                result = replace(result, status="aborted", message=str(exc))
         return result
     finally:
         checkpoint.close()

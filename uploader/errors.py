@@ -17,7 +17,20 @@ class InputError(UploaderError):
 
 
 class CheckpointError(UploaderError):
-    """The state file is unusable, or disagrees with the input."""
+    """The state file is unusable, or disagrees with the input. `kind`: "full" (the disk
+    filled up: resumable once there is room), "unwritable", "damaged", "version", "busy"
+    (another run holds it), "changed" (an input changed) or "other"."""
+
+    def __init__(self, message: str, *, kind: str = "other") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+    def __reduce__(self) -> tuple[type[CheckpointError], tuple[str], dict[str, str]]:
+        return (CheckpointError, (str(self),), {"kind": self.kind})
+
+
+class OutputError(UploaderError):
+    """A file the run writes (rejects, report, request bodies) cannot be written."""
 
 
 class SendError(UploaderError):
@@ -43,3 +56,7 @@ class SendError(UploaderError):
         if self.status == 400:
             return "can't create a collection for auto-event" in self.body.lower()
         return self.status in (408, 429) or self.status >= 500
+
+
+class ExposedKeyWarning(UserWarning):
+    """The API key file can be read by other users of the machine."""

@@ -37,7 +37,15 @@ class SandboxStarted:
     base_url: str
 
 
-Observer = Callable[[Progress | Stopping | SandboxStarted], None]
+@dataclass(frozen=True)
+class WaitingForLease:
+    """Another run holds the state file; this one waits for it (--wait)."""
+
+    holder: str
+
+
+Event = Progress | Stopping | SandboxStarted | WaitingForLease
+Observer = Callable[[Event], None]
 
 
 class ReadMeter:

@@ -13,7 +13,8 @@ What an answer means (see docs/api-contract.md, "Responses and limits"):
                                                  SendError
     413                                          split in half, send both; one event: reject
     401, 403                                     SendError at once: key/org/project/source
-    404, 405                                     SendError at once: the URL is wrong
+    404, 405, 3xx (redirects are not followed)   SendError at once: the URL is wrong
+    2xx with a web page (Content-Type text/html) SendError at once: not the API answering
     other 4xx (400, 422, ...)                    bisect; a single refused event: reject
 
 Retries are bounded per request (a half of a split batch gets its own budget). Exceptions
@@ -181,11 +182,29 @@ class Sender:
         SendError when the run must stop: auth failure, wrong URL, retries exhausted."""
         response = await self._post(batch)
         status = response.status_code
-        if response.is_success:
+        if response.is_success and not _is_web_page(response):
             self.stats.events_delivered += len(batch)
             await on_delivered(batch, status)
             return
         message = self._message(response)
+        if response.is_success:
+            # A login page, a captive proxy or a web front end, not the API: nothing stored.
+            raise SendError(
+                f"{self.target.track_url} answered {status} with a web page ({message}), not "
+                "the track API's answer, so nothing was stored; check --base-url (a login "
+                "page, a proxy or a web site answered)",
+                status=status,
+                body=message,
+            )
+        if 300 <= status < 400:
+            where = self._redact(response.headers.get("Location", "nowhere said"))
+            raise SendError(
+                f"the API answered {status}, a redirect to {where}: the uploader does not "
+                "follow redirects (the events would go to an address nobody checked); check "
+                "--base-url",
+                status=status,
+                body=message,
+            )
         if status in (401, 403):
             raise SendError(
                 f"the API refused the credentials ({status}: {message}): the API key is wrong, "
@@ -309,6 +328,10 @@ class Sender:
         # Redact before cutting: a cut through the key would leave a piece nothing matches.
         text = self.credentials.redact(text).strip(" :")
         return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _is_web_page(response: httpx.Response) -> bool:
+    return "text/html" in response.headers.get("Content-Type", "").lower()
 
 
 class WarmUp:

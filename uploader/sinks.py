@@ -4,35 +4,58 @@ a crash never leaves half a file under the name the user asked for."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 import orjson
 
+from uploader.errors import OutputError
 from uploader.results import REJECT_COLUMNS
 from uploader.validation import RowReject
 
 
 class AtomicFile:
     """A file written as `PATH.partial` and renamed to PATH by `commit()`; `abandon()`
-    removes the partial file. Parent folders are created."""
+    removes the partial file. Parent folders are created; the file is the owner's only (it
+    holds people's identifiers). A failure to write is an OutputError naming the file."""
 
     def __init__(self, path: str, mode: str = "wb", **kwargs: Any) -> None:
         self.path = path
         self.partial = f"{path}.partial"
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self.fh: IO[Any] = open(self.partial, mode, **kwargs)  # noqa: SIM115
+        with _naming(path):
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.chmod(self.partial, 0o600)  # an earlier partial file may have had others
+            self.fh: IO[Any] = os.fdopen(fd, mode, **kwargs)
+
+    def write(self, data: Any) -> None:
+        with _naming(self.path):
+            self.fh.write(data)
 
     def commit(self) -> None:
-        self.fh.close()
-        os.replace(self.partial, self.path)
+        with _naming(self.path):
+            self.fh.close()
+            os.replace(self.partial, self.path)
 
     def abandon(self) -> None:
-        self.fh.close()
-        if os.path.exists(self.partial):
+        with contextlib.suppress(OSError):
+            self.fh.close()
+        with contextlib.suppress(OSError):
             os.unlink(self.partial)
+
+
+@contextlib.contextmanager
+def _naming(path: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(
+            f"cannot write {path} ({exc.strerror or exc}); free some space or choose another "
+            "path. What was delivered is recorded: run the same command to resume"
+        ) from exc
 
 
 class RejectsWriter:
@@ -42,7 +65,7 @@ class RejectsWriter:
         self.path = path
         self.columns = [c for c in dict.fromkeys(columns) if c not in REJECT_COLUMNS]
         self.file = AtomicFile(path, "w", newline="", encoding="utf-8")
-        self._writer = csv.writer(self.file.fh)
+        self._writer = csv.writer(self.file)
         self._writer.writerow([*REJECT_COLUMNS, *self.columns])
         self.count = 0
 
@@ -68,7 +91,7 @@ class BodiesWriter:
         self.count = 0
 
     def write(self, body: bytes) -> None:
-        self.file.fh.write(body + b"\n")
+        self.file.write(body + b"\n")
         self.count += 1
 
     def close(self) -> None:
@@ -81,7 +104,7 @@ class BodiesWriter:
 def write_json(path: str, data: dict[str, Any]) -> None:
     out = AtomicFile(path)
     try:
-        out.fh.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+        out.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
     except BaseException:
         out.abandon()
         raise

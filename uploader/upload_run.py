@@ -23,7 +23,7 @@ import numpy as np
 
 from uploader.batches import Batch, pack_batches
 from uploader.duplicates import KeySet, split_key_blob
-from uploader.errors import SendError
+from uploader.errors import CheckpointError, OutputError, SendError
 from uploader.event_ids import DuplicateTracker
 from uploader.events import Events
 from uploader.ledger import Ledger
@@ -130,7 +130,9 @@ class UploadRun:
         status, message = "completed", None
         try:
             await self._pump()
-        except SendError as exc:
+        except (SendError, OutputError) as exc:
+            status, message = "aborted", str(exc)
+        except CheckpointError as exc:  # the state file's disk filled up, or went away
             status, message = "aborted", str(exc)
         except httpx.HTTPError as exc:  # not retryable: a proxy or protocol problem
             status = "aborted"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import signal
 import sqlite3
@@ -66,6 +67,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"uploader sandbox: {_explain(exc, args)}", file=sys.stderr)
         return 2
 
+    if not _loopback(args.host):
+        print(
+            f"uploader sandbox: warning: listening on {args.host}, so other machines can reach "
+            "it; it stores what it is sent and accepts its key from anyone who reads this "
+            "banner. Leave out --host to listen on 127.0.0.1 only",
+            file=sys.stderr,
+        )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     # Refused requests are worth seeing while rehearsing; successes would flood the terminal.
@@ -86,6 +94,13 @@ def run(args: argparse.Namespace) -> int:
         LOG.setLevel(level)
     print("sandbox stopped", flush=True)
     return 0
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _sandbox(args: argparse.Namespace) -> Sandbox:
