@@ -339,5 +339,6 @@ def test_progress_bars_show_unless_turned_off(frame, sb, tmp_path, capsys):
     uploader.validate(frame, progress=False)
     silent = capsys.readouterr().err
 
-    assert "Delivered: " in shown and "2.00k events" in shown
+    assert "Delivered: 100%" in shown and "2.00k/2.00k" in shown  # against what it expected
+    assert "Rejected : 0 rows" in shown
     assert silent == ""

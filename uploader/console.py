@@ -81,6 +81,7 @@ class UploadDisplay:
         self.tty = notebook or self.stream.isatty()
         self.bars: dict[str, Any] = {}
         self.last_log = time.monotonic()  # the first line after LOG_INTERVAL_S, not at once
+        self.started = time.monotonic()
         self.last: Progress | None = None
 
     def __call__(self, event: Event) -> None:
@@ -106,23 +107,29 @@ class UploadDisplay:
     def _bars(self, progress: Progress) -> None:
         tqdm = _tqdm(self.notebook)
         if not self.bars:
-            common: dict[str, Any] = {"dynamic_ncols": True, "unit_scale": True}
+            common: dict[str, Any] = {"dynamic_ncols": True}
             if not self.notebook:
                 common["file"] = self.stream
             read = (
-                {"unit": "B", "unit_divisor": 1024, "total": progress.bytes_total}
+                {"unit": "B", "unit_scale": True, "unit_divisor": 1024,
+                 "total": progress.bytes_total}
                 if progress.bytes_total
-                else {"unit": " rows"}
-            )
+                else {"unit": " rows", "unit_scale": True, "total": progress.rows_total}
+            )  # fmt: skip
             self.bars = {
                 "read": tqdm(desc="Read     ", position=0, **read, **common),
-                "sent": tqdm(desc="Delivered", unit=" events", position=1, **common),
+                "sent": tqdm(
+                    desc="Delivered", unit=" events", unit_scale=True, position=1, **common
+                ),
                 "rejected": tqdm(desc="Rejected ", unit=" rows", position=2, **common),
             }
+        sent = self.bars["sent"]
+        if progress.events_expected is not None and progress.events_expected != sent.total:
+            sent.total = progress.events_expected  # an estimate until reading is done
         read_value = progress.bytes_read if progress.bytes_total else progress.rows_read
         for key, value in (
             ("read", read_value),
-            ("sent", progress.events_sent),
+            ("sent", progress.events_settled),
             ("rejected", progress.events_rejected),
         ):
             bar = self.bars[key]
@@ -130,20 +137,43 @@ class UploadDisplay:
                 bar.update(value - bar.n)
         if progress.bytes_total:
             self.bars["read"].set_postfix_str(f"{progress.rows_read:,} rows", refresh=False)
+        for bar in self.bars.values():
+            bar.refresh()  # the elapsed time moves even while a count does not
 
     def _log(self, progress: Progress) -> None:
-        share = (
-            f" ({100 * progress.bytes_read / progress.bytes_total:.0f}% of the input)"
-            if progress.bytes_total
-            else ""
-        )
+        share = progress.read_share
+        read = f"read {progress.rows_read:,} rows"
+        if share is not None:
+            read += f" ({100 * share:.0f}% of the input)"
+        delivered = f"delivered {progress.events_sent:,}"
+        expected = progress.events_expected
+        if expected:
+            about = "" if progress.reading_done else "about "
+            delivered += (
+                f" of {about}{expected:,} events ({100 * progress.events_settled / expected:.0f}%)"
+            )
+            left = self._time_left(progress.events_settled, expected)
+            if left is not None:
+                delivered += f", {left} left"
+        else:
+            delivered += " events"
         print(
-            f"uploader: read {progress.rows_read:,} rows{share}, delivered "
-            f"{progress.events_sent:,} events, rejected {progress.events_rejected:,}, "
+            f"uploader: {read}, {delivered}, rejected {progress.events_rejected:,}, "
             f"{progress.requests:,} requests, {progress.retries:,} retries",
             file=self.stream,
             flush=True,
         )
+
+    def _time_left(self, done: int, total: int) -> str | None:
+        elapsed = time.monotonic() - self.started
+        if done <= 0 or elapsed <= 0 or done >= total:
+            return None
+        seconds = (total - done) * elapsed / done
+        if seconds < 90:
+            return f"about {seconds:.0f} s"
+        if seconds < 5400:
+            return f"about {seconds / 60:.0f} min"
+        return f"about {seconds / 3600:.1f} h"
 
     def close(self) -> None:
         for bar in self.bars.values():

@@ -23,6 +23,22 @@ class Progress:
     events_rejected: int = 0
     requests: int = 0
     retries: int = 0
+    events_settled: int = 0  # sent, or refused by the API: the ones that need no more work
+    # Events this run will send: exact once reading is done, until then estimated from the
+    # share of the input read so far; None while nothing is known.
+    events_expected: int | None = None
+    reading_done: bool = False
+
+    @property
+    def read_share(self) -> float | None:
+        """How much of the input was read, 0..1, if that can be told."""
+        if self.reading_done:
+            return 1.0
+        if self.bytes_total:
+            return min(self.bytes_read / self.bytes_total, 1.0)
+        if self.rows_total:
+            return min(self.rows_read / self.rows_total, 1.0)
+        return None
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,15 @@ class ReadMeter:
 
     def note(self, source_name: str, bytes_done: int | None) -> None:
         self.done[source_name] = bytes_done or 0
+
+    @staticmethod
+    def expected(queued: int, share: float | None, done: bool) -> int | None:
+        """Events to send: those queued so far, scaled by the share of the input read."""
+        if done:
+            return queued
+        if not share or not queued:
+            return None
+        return max(queued, round(queued / share))
 
     @property
     def bytes_read(self) -> int:

@@ -9,11 +9,12 @@ stage decides what each value means.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -91,12 +92,20 @@ def _read_csv(source: Source, chunk_rows: int) -> Iterator[Chunk]:
         except (pa.ArrowInvalid, OSError) as exc:
             raise InputError(f"{source.name}: cannot read ({exc})") from exc
         numbering = _RowNumbering()
+        consumed = 0  # bytes of text parsed so far (the reader reads megabytes ahead)
+        previous: Chunk | None = None  # held back one batch: the last one ends the file
         for batch in _rebatch(_batches_or_input_error(reader, source.name), chunk_rows):
             skipped = numbering.note_skipped(bad)
             bad.clear()
             rows = numbering.take(batch.num_rows)
             table = _with_partitions(pa.Table.from_batches([batch]), source)
-            yield Chunk(source, table, rows, tuple(skipped), raw.tell())
+            consumed += _text_bytes(batch)
+            position = _position(consumed, stream, raw)
+            if previous is not None:
+                yield previous
+            previous = Chunk(source, table, rows, tuple(skipped), position)
+        if previous is not None:
+            yield replace(previous, bytes_done=source.size)
         if bad:  # malformed lines after the last good row
             yield Chunk(
                 source,
@@ -111,6 +120,25 @@ def _read_csv(source: Source, chunk_rows: int) -> Iterator[Chunk]:
     finally:
         stream.close()
         raw.close()
+
+
+def _text_bytes(batch: pa.RecordBatch) -> int:
+    """About the bytes of CSV text these rows took: their values, a separator after each."""
+    values = sum(int(pc.sum(pc.binary_length(c)).as_py() or 0) for c in batch.columns)
+    return int(values + batch.num_rows * batch.num_columns)
+
+
+def _position(consumed: int, stream: pa.NativeFile, raw: pa.NativeFile) -> int:
+    """How far into the file as stored the parsed rows reach: the text consumed, scaled to
+    the stored bytes when the file is compressed (the reader's own position runs ahead)."""
+    stored = int(raw.tell())
+    if stream is raw:
+        return min(consumed, stored)
+    try:
+        text_read = int(stream.tell())
+    except (OSError, pa.ArrowNotImplementedError):  # some codecs cannot say
+        return stored
+    return min(stored, round(stored * consumed / text_read)) if text_read else 0
 
 
 class _RowNumbering:

@@ -16,7 +16,7 @@ import asyncio
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import httpx
 import numpy as np
@@ -124,6 +124,8 @@ class UploadRun:
         self._reader_done = threading.Event()
         self._workers: set[asyncio.Task[None]] = set()
         self._input_ended = False
+        self._queued = 0  # events handed on to be sent (the reader thread counts)
+        self._read_all = False  # the reader has read every input
 
     async def run(self) -> tuple[str, str | None]:
         """("completed" | "aborted" | "interrupted", why it did not complete)."""
@@ -203,9 +205,11 @@ class UploadRun:
                 self.tally.already_sent += sent_before
                 self.tally.refused_before += refused_before
                 emit(ChunkRead(name, prepared.rows_read, len(fresh), len(prepared.rejects)))
+                self._queued += len(fresh)
                 yield fresh
             for name in unread:
                 emit(FileRead(name))
+            self._read_all = True
         finally:
             tracker.close()
 
@@ -307,15 +311,17 @@ class UploadRun:
         if self.observer is None:
             return
         stats = self.sender.stats
-        self.observer(
-            Progress(
-                rows_read=self.tally.rows_read,
-                bytes_read=self.meter.bytes_read,
-                bytes_total=self.meter.bytes_total,
-                rows_total=self.meter.rows_total,
-                events_sent=self.delivery.events_sent,
-                events_rejected=self.tally.events_rejected + self.delivery.events_refused,
-                requests=stats.requests,
-                retries=stats.retries,
-            )
+        progress = Progress(
+            rows_read=self.tally.rows_read,
+            bytes_read=self.meter.bytes_read,
+            bytes_total=self.meter.bytes_total,
+            rows_total=self.meter.rows_total,
+            events_sent=self.delivery.events_sent,
+            events_rejected=self.tally.events_rejected + self.delivery.events_refused,
+            requests=stats.requests,
+            retries=stats.retries,
+            events_settled=self.delivery.events_sent + self.delivery.events_refused,
+            reading_done=self._read_all,
         )
+        expected = ReadMeter.expected(self._queued, progress.read_share, self._read_all)
+        self.observer(replace(progress, events_expected=expected))
