@@ -127,8 +127,43 @@ def build_config(
     arguments (None means not given); `bodies`, `keep_rejects` and `keep_bodies` are what
     the shell wants kept (see Outputs). Cheap checks come first (option names, the mapping,
     the sending limits), then the inputs are found, then the target."""
-    known = VALIDATE_OPTIONS if command == "validate" else UPLOAD_OPTIONS
-    check_known(options, known, command)
+    settings = build_settings(
+        command=command,
+        bodies=bodies,
+        keep_rejects=keep_rejects,
+        keep_bodies=keep_bodies,
+        **options,
+    )
+    from uploader.inputs import resolve_inputs  # pyarrow: only once the options are sound
+
+    sources = tuple(resolve_inputs(inputs))
+    given = {k: v for k, v in options.items() if v is not None}
+    destination = _destination(given, env) if command == "upload" else None
+    return RunConfig(sources, settings.mapping, settings.outputs, settings.sending, destination)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A config without its inputs: what an engine that reads them itself needs."""
+
+    mapping: Options
+    outputs: Outputs
+    sending: Sending
+    given: Mapping[str, Any]
+
+
+def build_settings(
+    *,
+    command: str,
+    bodies: str | None = None,
+    keep_rejects: int = 0,
+    keep_bodies: int = 0,
+    known: Sequence[str] | None = None,
+    **options: Any,
+) -> Settings:
+    """Option names, the mapping and the sending limits checked, as build_config does."""
+    check_known(options, known or (VALIDATE_OPTIONS if command == "validate" else UPLOAD_OPTIONS),
+                command)  # fmt: skip
     given = {k: v for k, v in options.items() if v is not None}
     mapping = _mapping(given)
     outputs = Outputs(
@@ -147,11 +182,11 @@ def build_config(
         restart=bool(given.get("restart")),
         wait=bool(given.get("wait")),
     )
-    from uploader.inputs import resolve_inputs  # pyarrow: only once the options are sound
+    return Settings(mapping, outputs, sending, given)
 
-    sources = tuple(resolve_inputs(inputs))
-    destination = _destination(given, env) if command == "upload" else None
-    return RunConfig(sources, mapping, outputs, sending, destination)
+
+def build_destination(settings: Settings, env: Mapping[str, str] | None = None) -> Destination:
+    return _destination(settings.given, env)
 
 
 def check_known(given: Mapping[str, Any], known: Sequence[str], command: str) -> None:

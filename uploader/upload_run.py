@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import httpx
@@ -28,7 +28,7 @@ from uploader.event_ids import DuplicateTracker
 from uploader.events import Events
 from uploader.ledger import Ledger
 from uploader.options import Options
-from uploader.pipeline import Tally, prepare_events
+from uploader.pipeline import Prepared, Tally, prepare_events
 from uploader.progress import Observer, Progress, ReadMeter
 from uploader.resume import ResumePlan
 from uploader.send import Sender, WarmUp
@@ -108,8 +108,12 @@ class UploadRun:
         on_rejects: Callable[[Sequence[RowReject]], None] | None = None,
         on_batch: Callable[[Batch], None] | None = None,
         stop: threading.Event | None = None,
+        chunks: Iterator[Prepared] | None = None,
     ) -> None:
         self.plan = plan
+        # Where the chunks come from: the plan's inputs through the row stages, or chunks
+        # prepared elsewhere (a partition of a Spark job).
+        self.chunks = chunks
         self.options = options
         self.ledger = ledger
         self.sender = sender
@@ -172,7 +176,8 @@ class UploadRun:
         except BaseException as exc:  # handed to the loop, which raises it there
             emit(ReadFailed(exc))
 
-    def _events(self, emit: Callable[[Message], None]) -> Iterator[Events]:
+    def _prepared(self) -> Iterator[Prepared]:
+        """The plan's inputs through the row stages."""
         sources = self.plan.to_read
         keep = self.options.keep_duplicates
         tracker = DuplicateTracker(keep)
@@ -183,12 +188,17 @@ class UploadRun:
             tracker.previous = KeySet()
             tracker.previous.add(*split_key_blob(keys))
         try:
-            unread = [s.name for s in sources]
             # With --keep-duplicates occurrences are numbered by reading every row again.
             done = None if keep else self.plan
-            for prepared in prepare_events(
-                sources, self.options, self.tally, tracker=tracker, done=done
-            ):
+            yield from prepare_events(sources, self.options, self.tally, tracker=tracker, done=done)
+        finally:
+            tracker.close()
+
+    def _events(self, emit: Callable[[Message], None]) -> Iterator[Events]:
+        unread = [s.name for s in self.plan.to_read]
+        chunks = self._prepared() if self.chunks is None else self.chunks
+        try:
+            for prepared in chunks:
                 if self._halted():
                     return
                 name = prepared.file
@@ -201,9 +211,12 @@ class UploadRun:
                 settled = np.concatenate((prepared.collapsed, rejected))
                 if len(settled):
                     emit(Settled(name, settled))
-                fresh, sent_before, refused_before = self.plan.files[name].split(prepared.events)
-                self.tally.already_sent += sent_before
-                self.tally.refused_before += refused_before
+                fresh = prepared.events
+                resume = self.plan.files.get(name)
+                if resume is not None:
+                    fresh, sent_before, refused_before = resume.split(prepared.events)
+                    self.tally.already_sent += sent_before
+                    self.tally.refused_before += refused_before
                 emit(ChunkRead(name, prepared.rows_read, len(fresh), len(prepared.rejects)))
                 self._queued += len(fresh)
                 yield fresh
@@ -211,7 +224,8 @@ class UploadRun:
                 emit(FileRead(name))
             self._read_all = True
         finally:
-            tracker.close()
+            if isinstance(chunks, Generator):
+                chunks.close()
 
     def _halted(self) -> bool:
         return self.stop.is_set() or self._reader_done.is_set()

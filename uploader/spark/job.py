@@ -1,0 +1,363 @@
+"""The driver's side of a Spark upload: the plan, the shuffle that finds exact duplicates
+across partitions, the warm-up, and the figures. Per-row work runs in the tasks (tasks.py).
+
+    derive   every partition: map, validate, hash, write items      -> events, rejects
+    shuffle  events grouped by what duplicates share                -> one event (or one per
+             (with --keep-duplicates each occurrence numbered)         occurrence), its key
+    skip     keys the state directory records as delivered           -> what is left to send
+    send     every partition: pack and send, each answer recorded   -> figures, refusals
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+import uuid
+from collections import Counter
+from functools import partial
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from uploader.config import build_destination, build_settings
+from uploader.contract import EVENT_NAMES
+from uploader.errors import ConfigError, SendError
+from uploader.mapping import plan_mapping
+from uploader.results import CauseCount, FileFigures, UploadResult, ValidationResult
+from uploader.spark import tasks
+from uploader.spark.state import DirLease, StateDir
+from uploader.validation import RowReject
+
+# The state directory when none is given (a folder: executors write into it).
+DEFAULT_STATE_DIR = ".uploader/spark-state"
+# Rejected rows brought back to the driver for `.rejects` (the rejects= folder has all).
+REJECTS_KEPT = 100_000
+MAPPING = ("event", "event_column", "event_map", "mapping", "timestamp_unit",
+           "timestamp_format", "timezone", "no_timestamp", "keep_duplicates", "batch_size",
+           "max_request_bytes", "config")  # fmt: skip
+SPARK_VALIDATE_OPTIONS = (*MAPPING, "rejects", "report")
+SPARK_UPLOAD_OPTIONS = (
+    *SPARK_VALIDATE_OPTIONS,
+    "org", "project", "source_id", "api_key", "api_key_file", "base_url", "sandbox",
+    "concurrency", "rate", "max_retry_time", "state", "force",
+)  # fmt: skip
+
+
+def validate(df: Any, **options: Any) -> ValidationResult:
+    """Read, map and validate a Spark DataFrame on the cluster; nothing is sent."""
+    settings = build_settings(command="validate", known=SPARK_VALIDATE_OPTIONS, **options)
+    plan = plan_mapping(tuple(df.columns), settings.mapping, "<Spark DataFrame>")
+    derived = _derive(df, plan, settings.mapping)
+    try:
+        figures, numbered = _shuffle(derived, settings.mapping, plan, df.columns)
+        events = numbered.count()
+        figures["requests"] = math.ceil(events / settings.mapping.batch_size)
+        rejects = _rejects(derived, df.columns, settings.outputs.rejects)
+        return ValidationResult(**figures, **rejects)
+    finally:
+        derived.unpersist()
+
+
+def upload(df: Any, **options: Any) -> UploadResult:
+    """Upload a Spark DataFrame on the cluster, resumably (see the module's docstring)."""
+    options.setdefault("state", DEFAULT_STATE_DIR)
+    settings = build_settings(command="upload", known=SPARK_UPLOAD_OPTIONS, **options)
+    if settings.given.get("sandbox") is True:
+        raise ConfigError(
+            "sandbox=True starts a sandbox in this process; for a Spark job "
+            "give a running one (sandbox=sb, in local mode) or a target"
+        )
+    destination = build_destination(settings)
+    target, credentials = destination.target, destination.credentials
+    if destination.sandbox is not None:
+        from uploader.target import Credentials, Target
+
+        sb = destination.sandbox
+        target = Target(sb.base_url, sb.org, sb.project, sb.source)
+        credentials = Credentials.from_key(sb.api_key)
+    assert target is not None and credentials is not None
+    spark = df.sparkSession
+    if spark.conf.get("spark.speculation", "false").lower() == "true":
+        raise ConfigError(
+            "spark.speculation is on: Spark would run a partition twice at once, and both "
+            "copies would send its events. Turn it off for this job "
+            "(spark.conf.set('spark.speculation', 'false'))"
+        )
+    plan = plan_mapping(tuple(df.columns), settings.mapping, "<Spark DataFrame>")
+    state = StateDir(settings.sending.state)
+    started = time.monotonic()
+    with DirLease(state):
+        derived = _derive(df, plan, settings.mapping)
+        try:
+            figures, numbered = _shuffle(derived, settings.mapping, plan, df.columns)
+            done = _delivered(spark, state) if not settings.sending.force else None
+            todo = numbered if done is None else numbered.join(done, "lkey", "left_anti")
+            job = uuid.uuid4().hex[:12]
+            sending = {
+                "options": settings.mapping,
+                "concurrency": settings.sending.concurrency,
+                "max_retry_time": settings.sending.max_retry_time,
+                "target": target,
+                "credentials": credentials,
+            }
+            warmed, warm_figures = _warm_up(todo, state, job, sending)
+            todo = todo.filter(~todo.lkey.isin(list(warmed))) if warmed else todo
+            partitions = max(2, spark.sparkContext.defaultParallelism)
+            at_once = min(partitions, spark.sparkContext.defaultParallelism)
+            rate = settings.sending.rate
+            sending["rate"] = rate / at_once if rate else None
+            sent = todo.repartition(partitions, "lkey").mapInArrow(
+                partial(tasks.send_partition, job=job, state_uri=state.uri, sending=sending),
+                tasks.ddl(tasks.SENT),
+            )
+            rows = sent.collect()
+            status, message = "completed", None
+        except SendError as exc:  # the warm-up: auth, a wrong address
+            rows, status, message = [], "aborted", str(exc)
+            warm_figures = Counter()
+        except Exception as exc:  # a task failed past its retries
+            rows, status, message = [], "aborted", _task_failure(exc)
+            warm_figures = Counter()
+        rejects = _rejects(derived, df.columns, settings.outputs.rejects)
+        derived.unpersist()
+    delivery: Counter[str] = Counter()
+    by_event: Counter[str] = Counter()
+    refused_causes: Counter[str] = Counter()
+    status_counts: Counter[str] = Counter()
+    for key, n in warm_figures.items():
+        if key.startswith("by_event:"):
+            by_event[key.removeprefix("by_event:")] += n
+        elif key.startswith("status:"):
+            status_counts[key.removeprefix("status:")] += n
+        else:
+            delivery[key] += n
+    for row in rows:
+        if row.kind == tasks.STATS:
+            part = orjson.loads(row.stats)
+            for key in ("events_sent", "events_refused", "requests", "retries", "already_sent"):
+                delivery[key] += part[key]
+            by_event.update(part["by_event"])
+            refused_causes.update(part["refused_causes"])
+            status_counts.update(part["status_counts"])
+    elapsed = time.monotonic() - started
+    resent = _possibly_resent(state)
+    result = UploadResult(
+        **{**figures, "events_rejected": figures["events_rejected"] + delivery["events_refused"]},
+        **rejects,
+        status=status,
+        message=message,
+        events_sent=delivery["events_sent"],
+        delivered_by_event=dict(by_event),
+        events_rejected_by_api=delivery["events_refused"],
+        api_rejects_by_cause=tuple(CauseCount(c, n) for c, n in refused_causes.most_common()),
+        events_skipped_already_sent=figures["events_valid"]
+        - delivery["events_sent"]
+        - delivery["events_refused"],
+        possibly_resent=resent,
+        retries=delivery["retries"],
+        status_counts=dict(status_counts),
+        elapsed_s=round(elapsed, 3),
+        events_per_s=round(delivery["events_sent"] / elapsed, 1) if elapsed > 0 else 0.0,
+        concurrency={"mode": "pinned" if sending["concurrency"] else "adaptive", "per_task": True},
+    )
+    if settings.outputs.report:
+        from uploader.sinks import write_json
+
+        write_json(settings.outputs.report, result.to_json())
+    return result
+
+
+def _derive(df: Any, plan: Any, options: Any) -> Any:
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    with_file = df.withColumn(tasks.FILE_COLUMN, F.input_file_name())
+    derived = with_file.mapInArrow(
+        partial(tasks.derive_partition, plan=plan, options=options), tasks.ddl(tasks.DERIVED)
+    )
+    return derived.persist(StorageLevel.MEMORY_AND_DISK)
+
+
+def _shuffle(derived: Any, options: Any, plan: Any, columns: Any) -> tuple[dict[str, Any], Any]:
+    """The figures of the derive step, and the events left once exact duplicates are
+    collapsed across partitions (or numbered, with --keep-duplicates)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    events = derived.filter(F.col("kind") == tasks.EVENTS)
+    stats: Counter[str] = Counter()
+    for row in derived.filter(F.col("kind") == tasks.STATS).select("stats").collect():
+        stats.update(orjson.loads(row.stats))
+    # A given eventId used by several rows: the first (by file) is sent, the others are
+    # rejects, as in a local upload.
+    given = events.filter(F.col("given"))
+    order = Window.partitionBy("dkey").orderBy("file")
+    given_ranked = given.withColumn("n", F.row_number().over(order))
+    derived_events = events.filter(~F.col("given"))
+    groups = derived_events.groupBy("dkey").agg(
+        F.first("code").alias("code"),
+        F.first("item").alias("item"),
+        F.first("canonical").alias("canonical"),
+        F.count("*").alias("count"),
+    )
+    if options.keep_duplicates:
+        numbered_source = groups.withColumn("occurrence", F.explode(F.sequence(F.lit(1), "count")))
+    else:
+        numbered_source = groups.withColumn("occurrence", F.lit(1))
+    firsts = given_ranked.filter(F.col("n") == 1).select(
+        "dkey", "code", "item", "canonical", F.lit(1).alias("occurrence")
+    )
+    numbered = (
+        numbered_source.select("dkey", "code", "item", "canonical", "occurrence")
+        .unionByName(firsts)
+        .mapInArrow(tasks.number_partition, tasks.ddl(tasks.NUMBERED))
+    )
+    counts = {r.code: r["count"] for r in numbered.groupBy("code").count().collect()}
+    valid = sum(counts.values())
+    candidates = events.count()
+    repeated_given = given_ranked.filter(F.col("n") > 1).count()
+    rejected = derived.filter(F.col("kind") == tasks.REJECTS).count() + repeated_given
+    figures = {
+        "rows_read": stats["rows_read"],
+        "events_valid": valid,
+        "events_rejected": rejected,
+        "duplicates_collapsed": 0
+        if options.keep_duplicates
+        else candidates - repeated_given - valid,
+        "rows_ignored": stats["rows_ignored"],
+        "ids_normalised": stats["ids_normalised"],
+        "valid_by_event": {EVENT_NAMES[c]: n for c, n in sorted(counts.items())},
+        "files": (FileFigures("<Spark DataFrame>", stats["rows_read"], plan),),
+        "timestamps": {
+            k.removeprefix("timestamps:"): v
+            for k, v in stats.items()
+            if k.startswith("timestamps:")
+        },
+        "timezone": options.timezone,
+    }
+    return figures, numbered
+
+
+def _rejects(derived: Any, columns: Any, path: str | None) -> dict[str, Any]:
+    """The rejected rows: all written by Spark to `path` (a folder of CSV), the first
+    REJECTS_KEPT brought back, and counted by cause."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    rejects = derived.filter(F.col("kind") == tasks.REJECTS)
+    if path:
+        schema = StructType([StructField(c, StringType()) for c in columns])
+        table = rejects.select(
+            "file",
+            F.lit(None).cast("long").alias("row"),
+            "field",
+            "reason",
+            F.from_json("original", schema).alias("o"),
+        ).select("file", "row", "field", "reason", "o.*")
+        table.write.mode("overwrite").option("header", True).csv(path)
+    causes = rejects.groupBy("field", "cause").count().collect()
+    kept = [
+        RowReject(r.file, 0, r.field, r.reason, orjson.loads(r.original or "{}"))
+        for r in rejects.limit(REJECTS_KEPT).collect()
+    ]
+    by_cause = sorted(causes, key=lambda r: -r["count"])
+    return {
+        "rejects_by_cause": tuple(
+            CauseCount(
+                f"{r.field}: {r.cause}",
+                r["count"],
+                tuple(k for k in kept if k.field == r.field)[:3],
+            )
+            for r in by_cause
+        ),
+        "rejects_path": path,
+        "rejects_seen": sum(r["count"] for r in causes),
+        "columns": tuple(columns),
+        "kept_rejects": tuple(kept),
+    }
+
+
+def _delivered(spark: Any, state: StateDir) -> Any:
+    """Keys the state directory records as delivered or refused, as a DataFrame (lkey)."""
+    keys = np.concatenate([state.keys(".keys"), state.keys(".refused")])
+    if not len(keys):
+        return None
+    table = pa.table({"lkey": pa.array(keys.tolist(), pa.binary())})
+    return spark.createDataFrame(table.to_pandas())
+
+
+def _warm_up(
+    todo: Any, state: StateDir, job: str, sending: dict[str, Any]
+) -> tuple[set[bytes], Counter[str]]:
+    """The first event of each name, sent alone by the driver before the tasks start: the
+    API creates the event's schema slowly, and a wrong key or address stops the job here."""
+    import asyncio
+
+    from pyspark.sql import functions as F
+
+    from uploader.batches import Batch, encode_body
+    from uploader.events import KEY_DTYPE, Events
+    from uploader.send import RetryPolicy, Sender
+
+    firsts = todo.groupBy("code").agg(F.first("lkey").alias("lkey"), F.first("item").alias("item"))
+    rows = firsts.collect()
+    figures: Counter[str] = Counter()
+
+    def recorder(code: int, key: bytes, suffix: str, figure: str) -> Any:
+        async def record(*_: Any) -> None:
+            state.write(f"{state.job_dir(job)}/driver-0-{code}{suffix}", key)
+            figures[figure] += 1
+
+        return record
+
+    async def send() -> None:
+        async with Sender(
+            sending["target"],
+            sending["credentials"],
+            policy=RetryPolicy(max_retry_time=sending["max_retry_time"]),
+        ) as sender:
+            for row in rows:
+                key = bytes(row.lkey)
+                events = Events(
+                    "<driver>",
+                    np.array([row.code], np.int8),
+                    pa.array([row.item], pa.binary()),
+                    pa.array([""], pa.string()),
+                    np.zeros(1, np.int64),
+                    np.array([key], dtype=KEY_DTYPE),
+                )
+                delivered = recorder(row.code, key, ".keys", "events_sent")
+                refused = recorder(row.code, key, ".refused", "events_refused")
+                await sender.send_batch(Batch(0, events, encode_body(events)), delivered, refused)
+                if figures["events_sent"]:
+                    figures[f"by_event:{EVENT_NAMES[row.code]}"] = 1
+            figures["requests"] += sender.stats.requests
+            figures["retries"] += sender.stats.retries
+            for code, n in sender.stats.status_counts.items():
+                figures[f"status:{code}"] += n
+
+    if rows:
+        asyncio.run(send())
+    return {bytes(r.lkey) for r in rows}, figures
+
+
+def _possibly_resent(state: StateDir) -> int:
+    """Events of requests a run sent without hearing back, not recorded as answered."""
+    pending = state.keys(".pending")
+    if not len(pending):
+        return 0
+    answered = np.concatenate([state.keys(".keys"), state.keys(".refused")])
+    return int((~np.isin(pending, answered)).sum())
+
+
+def _task_failure(exc: BaseException) -> str:
+    text = str(exc)
+    marker = "uploader.errors.UploaderError: "
+    if marker in text:
+        return text.split(marker, 1)[1].splitlines()[0]
+    return f"a task failed: {text.splitlines()[0] if text else type(exc).__name__}"
