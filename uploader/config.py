@@ -138,7 +138,7 @@ def build_config(
     )
     from uploader.inputs import resolve_inputs  # pyarrow: only once the options are sound
 
-    sources = tuple(resolve_inputs(inputs))
+    sources = tuple(resolve_inputs(inputs, encoding=mapping.encoding, delimiter=mapping.delimiter))
     destination = _destination(given, env) if command == "upload" else None
     return RunConfig(sources, mapping, outputs, sending, destination)
 

@@ -13,9 +13,8 @@ import fnmatch
 import glob
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -24,10 +23,22 @@ import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from uploader.dialect import (
+    DEFAULT_ENCODING,
+    HEADER_PEEK,
+    CsvDialect,
+    CsvOptions,
+    DecodedText,
+    first_line,
+    sniff_delimiter,
+)
 from uploader.errors import ConfigError, InputError
 
 # CSV bytes parsed per block; pyarrow's default (1 MiB) is a good fit for our chunk size.
 CSV_BLOCK_BYTES = 1 << 20
+# A row must fit in one block: blocks grow eightfold, up to this, to hold a longer one (a
+# 10 MB description reads). A row longer still is almost always a quote never closed.
+MAX_CSV_BLOCK_BYTES = 64 << 20
 COMPRESSION_BY_SUFFIX = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd"}
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 REMOTE_SCHEMES = ("s3://", "gs://", "gcs://")
@@ -55,6 +66,8 @@ class Source:
     partitions: tuple[tuple[str, str], ...] = ()  # key=value folder names added as columns
     filesystem: Any = field(default=None, repr=False, compare=False)  # pyarrow FileSystem
     path: str = ""  # the file's path inside `filesystem`
+    dialect: CsvDialect | None = None  # CSV: the encoding and delimiter it is read with
+    schema: pa.Schema | None = field(default=None, repr=False, compare=False)  # None: all text
 
     def open_file(self) -> pa.NativeFile:
         """The stored bytes, random access (the position is the progress in bytes)."""
@@ -71,8 +84,12 @@ class Source:
         return next((c for s, c in COMPRESSION_BY_SUFFIX.items() if lower.endswith(s)), None)
 
 
-def resolve_inputs(given: Any) -> list[Source]:
+def resolve_inputs(
+    given: Any, *, encoding: str = DEFAULT_ENCODING, delimiter: str | None = None
+) -> list[Source]:
     """Sources from a path, a DataFrame, an Arrow table, a list of those, or {name: frame}.
+    CSV files are read in `encoding` (a byte order mark wins) with `delimiter` (None: the
+    one found in each file's header line).
 
     In-memory tables are named after their content fingerprint ("<DataFrame 1a2b3c4d>"), so
     that the same frame is recognised as the same input by the next run, while a different
@@ -91,7 +108,7 @@ def resolve_inputs(given: Any) -> list[Source]:
         elif name is not None:
             raise ConfigError(f"{{{name!r}: ...}}: only DataFrames and Arrow tables take a name")
         elif isinstance(item, str | os.PathLike):
-            sources.extend(resolve_sources([item]))
+            sources.extend(resolve_sources([item], encoding=encoding, delimiter=delimiter))
         else:
             raise InputError(
                 f"cannot read a {type(item).__name__}: give a DataFrame, an Arrow table, "
@@ -138,8 +155,12 @@ def fingerprint(source: Source) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def resolve_sources(inputs: Sequence[Any]) -> list[Source]:
-    """Expand paths, folders, globs and URIs; open each input far enough to know its columns."""
+def resolve_sources(
+    inputs: Sequence[Any], *, encoding: str = DEFAULT_ENCODING, delimiter: str | None = None
+) -> list[Source]:
+    """Expand paths, folders, globs and URIs; open each input far enough to know its columns
+    (and, for CSV, its dialect: see resolve_inputs)."""
+    given = CsvOptions(encoding, delimiter)
     sources: list[Source] = []
     for item in inputs:
         if isinstance(item, pa.Table):
@@ -149,9 +170,9 @@ def resolve_sources(inputs: Sequence[Any]) -> list[Source]:
         else:
             text = os.fspath(item)
             if text.startswith(REMOTE_SCHEMES):
-                sources.extend(_remote_sources(text))
+                sources.extend(_remote_sources(text, given))
             else:
-                sources.extend(_file_source(path) for path in _expand(text))
+                sources.extend(_file_source(path, given) for path in _expand(text))
     sources = _without_repeats(sources)
     if not sources:
         raise InputError("no input given: name one or more CSV or Parquet files or folders")
@@ -159,14 +180,17 @@ def resolve_sources(inputs: Sequence[Any]) -> list[Source]:
 
 
 def _without_repeats(sources: list[Source]) -> list[Source]:
-    """A file named twice (a path and a glob that matches it) is read once."""
+    """A file named twice (a path and a glob that matches it, or a symbolic link to it: a
+    link that loops back up a folder would otherwise name it again at every level) is read
+    once, under the first name met."""
     seen: set[str] = set()
     unique = []
     for source in sources:
         if source.format != "table":
-            if source.name in seen:
+            key = source.name if source.filesystem is not None else os.path.realpath(source.name)
+            if key in seen:
                 continue
-            seen.add(source.name)
+            seen.add(key)
         unique.append(source)
     return unique
 
@@ -178,18 +202,37 @@ def _expand(path: str) -> list[str]:
             raise InputError(f"{path}: no file matches this pattern")
         return [p for p in matches if format_of(p) is not None] or matches
     if os.path.isdir(path):
-        found = sorted(
-            str(p) for p in Path(path).rglob("*") if p.is_file() and format_of(str(p)) is not None
-        )
+        found = sorted(p for p in _walk(path) if format_of(p) is not None)
         if not found:
             raise InputError(f"{path}: folder holds no .csv or .parquet file")
         return found
     if not os.path.exists(path):
+        if os.path.lexists(path):  # a symbolic link to nothing, or to itself
+            try:
+                os.stat(path)
+            except OSError as exc:
+                raise InputError(f"{path}: cannot open ({exc.strerror})") from exc
         raise InputError(f"{path}: no such file or folder")
     return [path]
 
 
-def _remote_sources(uri: str) -> list[Source]:
+def _walk(folder: str) -> list[str]:
+    """The files below a folder. Links to folders are not followed (a link up the tree
+    would loop); a subfolder that cannot be listed stops the run rather than being
+    skipped in silence."""
+
+    def fail(exc: OSError) -> None:
+        raise InputError(f"{exc.filename}: cannot list this folder ({exc.strerror})") from exc
+
+    return [
+        os.path.join(root, name)
+        for root, _dirs, names in os.walk(folder, onerror=fail)
+        for name in names
+        if os.path.isfile(os.path.join(root, name))
+    ]
+
+
+def _remote_sources(uri: str, given: CsvOptions) -> list[Source]:
     scheme = uri[: uri.index("://") + 3]
     try:
         filesystem, path = pafs.FileSystem.from_uri(uri)
@@ -215,7 +258,7 @@ def _remote_sources(uri: str) -> list[Source]:
     if not infos:
         raise InputError(f"{uri}: no .csv or .parquet object there")
     return [
-        _file_source(scheme + info.path, filesystem, info.path, info.size, info.mtime_ns)
+        _file_source(scheme + info.path, given, filesystem, info.path, info.size, info.mtime_ns)
         for info in sorted(infos, key=lambda i: i.path)
     ]
 
@@ -242,6 +285,7 @@ def partitions_of(name: str) -> tuple[tuple[str, str], ...]:
 
 def _file_source(
     name: str,
+    given: CsvOptions,
     filesystem: Any = None,
     path: str = "",
     size: int | None = None,
@@ -258,20 +302,24 @@ def _file_source(
                    filesystem=filesystem, path=path or name)  # fmt: skip
     fmt = format_of(name) or ("parquet" if _has_parquet_magic(probe) else "csv")
     rows = None
+    dialect = schema = None
     if fmt == "parquet":
         try:
             with probe.open_file() as fh:
                 meta = pq.ParquetFile(fh).metadata
+                schema = meta.schema.to_arrow_schema()
         except (pa.ArrowException, OSError) as exc:
             raise InputError(f"{name}: not a readable Parquet file ({exc})") from exc
-        columns: tuple[str, ...] = tuple(meta.schema.to_arrow_schema().names)
+        columns: tuple[str, ...] = tuple(schema.names)
         rows = meta.num_rows
     else:
-        columns = _csv_header(probe)
+        columns, dialect = _csv_header(probe, given)
+    _require_unique(columns, name)
     partitions = tuple((k, v) for k, v in partitions if k not in columns)  # a column wins
     columns += tuple(key for key, _ in partitions)
     return Source(name, fmt, columns, size, mtime_ns, rows, partitions=partitions,
-                  filesystem=filesystem, path=path or name)  # fmt: skip
+                  filesystem=filesystem, path=path or name, dialect=dialect,
+                  schema=schema)  # fmt: skip
 
 
 def _has_parquet_magic(source: Source) -> bool:
@@ -279,54 +327,120 @@ def _has_parquet_magic(source: Source) -> bool:
         return bool(fh.read(4) == b"PAR1")
 
 
-def open_text(source: Source) -> tuple[pa.NativeFile, pa.NativeFile]:
-    """(stream to parse, underlying file): decompressed by the name's suffix."""
+def open_text(source: Source, encoding: str) -> tuple[DecodedText, pa.NativeFile]:
+    """(its text as UTF-8, the file as stored): decompressed by the name's suffix, decoded
+    from `encoding` (a byte order mark wins). Only the bytes the file had when it was found
+    are read: rows appended since are left for the next run."""
     raw = source.open_file()
-    if source.compression is None:
-        return raw, raw
-    try:
-        return pa.CompressedInputStream(raw, source.compression), raw
-    except (pa.ArrowException, OSError) as exc:
-        raw.close()
-        raise InputError(f"{source.name}: cannot open ({exc})") from exc
+    stream = raw
+    if source.compression is not None:
+        try:
+            stream = pa.CompressedInputStream(raw, source.compression)
+        except (pa.ArrowException, OSError) as exc:
+            raw.close()
+            raise InputError(f"{source.name}: cannot open ({exc})") from exc
+    limit = source.size if source.compression is None else None
+    decompressed = source.compression is not None
+    return DecodedText(stream, source.name, encoding, limit=limit, decompressed=decompressed), raw
+
+
+def open_csv(
+    text: DecodedText,
+    delimiter: str,
+    block_size: int,
+    on_invalid: Callable[[pacsv.InvalidRow], str],
+    column_types: Mapping[str, pa.DataType] | None = None,
+) -> Any:
+    """pyarrow's streaming CSV reader over decoded text (every column text, when typed)."""
+    return pacsv.open_csv(
+        pa.PythonFile(text, mode="r"),
+        read_options=pacsv.ReadOptions(block_size=block_size, use_threads=False),
+        parse_options=pacsv.ParseOptions(
+            delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict(column_types or {}), strings_can_be_null=False
+        ),
+    )
+
+
+def row_too_long(exc: BaseException) -> bool:
+    """pyarrow's way of saying that a row does not fit in one block."""
+    text = str(exc)
+    return isinstance(exc, pa.ArrowInvalid) and (
+        "straddl" in text or "cannot infer number of columns" in text
+    )
+
+
+def too_long_message(name: str, after_row: int) -> str:
+    where = f"after row {after_row:,}" if after_row else "at the start of the file"
+    return (
+        f"{name}: a row {where} is longer than {MAX_CSV_BLOCK_BYTES >> 20} MiB. This is "
+        'almost always a quote (") opened and never closed, which makes the rest of the '
+        "file one field: check the quoting there"
+    )
 
 
 def delimiter_of(name: str) -> str:
     return "\t" if ".tsv" in name.lower() else ","
 
 
-def _csv_header(source: Source) -> tuple[str, ...]:
+def _csv_header(source: Source, given: CsvOptions) -> tuple[tuple[str, ...], CsvDialect]:
+    """The column names and the dialect (encoding, delimiter) of a CSV file."""
+    block_size = CSV_BLOCK_BYTES
+    while True:
+        try:
+            return _read_header(source, given, block_size)
+        except pa.ArrowInvalid as exc:
+            if row_too_long(exc) and block_size < MAX_CSV_BLOCK_BYTES:
+                block_size *= 8
+                continue
+            if row_too_long(exc):
+                raise InputError(too_long_message(source.name, 0)) from exc
+            raise InputError(f"{source.name}: not a readable CSV file ({exc})") from exc
+        except OSError as exc:
+            raise InputError(f"{source.name}: cannot read ({exc})") from exc
+
+
+def _read_header(
+    source: Source, given: CsvOptions, block_size: int
+) -> tuple[tuple[str, ...], CsvDialect]:
     name = source.name
-    try:
-        stream, raw = open_text(source)
-        with stream, raw:
-            reader = pacsv.open_csv(
-                stream,
-                read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
-                parse_options=pacsv.ParseOptions(
-                    delimiter=delimiter_of(name),
-                    newlines_in_values=True,
-                    invalid_row_handler=lambda row: "skip",  # reported when the rows are read
-                ),
+    text, raw = open_text(source, given.encoding)
+    with text, raw:
+        head = text.peek(HEADER_PEEK).lstrip(b"\r\n")
+        if not head:
+            raise InputError(f"{name}: the file is empty (no header line)")
+        header = first_line(head)
+        if "\x00" in header:
+            raise InputError(
+                f"{name}: the header line holds NUL bytes, so this is not {text.encoding} "
+                "text: a binary file, or UTF-16 without a byte order mark (then give "
+                "--encoding utf-16-le or utf-16-be)"
             )
-            names = tuple(reader.schema.names)
-    except pa.ArrowInvalid as exc:
-        if "Empty CSV file" in str(exc):
-            raise InputError(f"{name}: the file is empty (no header line)") from exc
-        raise InputError(f"{name}: not a readable CSV file ({exc})") from exc
-    except OSError as exc:
-        raise InputError(f"{name}: cannot read ({exc})") from exc
+        found = sniff_delimiter(header) if given.delimiter is None else None
+        delimiter = given.delimiter or found or delimiter_of(name)
+        dialect = CsvDialect(text.encoding, delimiter, text.bom, sniffed=found is not None)
+        reader = open_csv(text, delimiter, block_size, _skip_row)
+        return tuple(reader.schema.names), dialect
+
+
+def _skip_row(row: pacsv.InvalidRow) -> str:
+    return "skip"  # reported when the rows are read
+
+
+def _require_unique(names: Sequence[str], source_name: str) -> None:
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise InputError(
-            f"{name}: the header names {', '.join(map(repr, duplicates))} more than once; "
-            "rename the columns so that each name is unique"
+            f"{source_name}: the header names {', '.join(map(repr, duplicates))} more than "
+            "once; rename the columns so that each name is unique"
         )
-    return names
 
 
 def _table_source(table: pa.Table, name: str) -> Source:
-    return Source(name, "table", tuple(table.column_names), rows=table.num_rows, table=table)
+    return Source(name, "table", tuple(table.column_names), rows=table.num_rows, table=table,
+                  schema=table.schema)  # fmt: skip
 
 
 def _is_dataframe(obj: object) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 
 from uploader.batches import Batch, body_size_alone, pack_batches
 from uploader.contract import EVENT_NAMES
+from uploader.dialect import CsvDialect
 from uploader.event_ids import DuplicateTracker, Event, assign_event_ids
 from uploader.mapping import MappingPlan, map_columns, plan_mapping
 from uploader.options import Options
@@ -48,6 +49,7 @@ class Tally:
     reject_examples: dict[str, list[RowReject]] = field(default_factory=dict)
     timestamps: Counter[str] = field(default_factory=Counter)
     plans: dict[str, MappingPlan] = field(default_factory=dict)
+    dialects: dict[str, CsvDialect] = field(default_factory=dict)  # of the CSV files
     files: dict[str, int] = field(default_factory=dict)
 
     def add_rejects(self, rejects: Sequence[RowReject]) -> None:
@@ -105,6 +107,8 @@ def prepare_events(
     for source in sources:
         tally.plans[source.name] = plans[source.name]
         tally.files[source.name] = 0
+        if source.dialect is not None:
+            tally.dialects[source.name] = source.dialect
     for chunk in read_frames(sources, chunk_rows, done):
         if chunk.skipped:
             tally.rows_skipped += chunk.skipped

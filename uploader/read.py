@@ -9,16 +9,27 @@ stage decides what each value means.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from uploader.dialect import CsvDialect
 from uploader.errors import InputError
-from uploader.inputs import CSV_BLOCK_BYTES, Source, delimiter_of, open_text, resolve_sources
+from uploader.inputs import (
+    CSV_BLOCK_BYTES,
+    MAX_CSV_BLOCK_BYTES,
+    Source,
+    open_csv,
+    open_text,
+    resolve_sources,
+    row_too_long,
+    too_long_message,
+)
 
 __all__ = ["CHUNK_ROWS", "Chunk", "Source", "read_frames", "resolve_sources"]
 
@@ -61,6 +72,33 @@ def read_frames(
 
 
 def _read_csv(source: Source, chunk_rows: int) -> Iterator[Chunk]:
+    """The chunks of a CSV file. A row longer than a parser block makes pyarrow stop: the
+    file is then parsed again with larger blocks, from the start, and what was yielded
+    already is left out."""
+    block_size = CSV_BLOCK_BYTES
+    last_row = 0  # the last good row yielded: every good row up to it was
+    yielded_bad: set[int] = set()  # malformed rows yielded
+    while True:
+        try:
+            for chunk in _parse_csv(source, chunk_rows, block_size):
+                if block_size > CSV_BLOCK_BYTES:
+                    chunk = _unseen(chunk, last_row, yielded_bad)
+                    if not chunk.table.num_rows and not chunk.malformed:
+                        continue
+                if chunk.table.num_rows:
+                    last_row = chunk.rows[-1].as_py()
+                yielded_bad.update(row for row, _ in chunk.malformed)
+                yield chunk
+            return
+        except (pa.ArrowInvalid, OSError) as exc:  # opening: _batches says how far it came
+            if not row_too_long(exc):
+                raise InputError(f"{source.name}: cannot read ({exc})") from exc
+            if block_size >= MAX_CSV_BLOCK_BYTES:
+                raise InputError(too_long_message(source.name, last_row)) from exc
+            block_size *= 8
+
+
+def _parse_csv(source: Source, chunk_rows: int, block_size: int) -> Iterator[Chunk]:
     bad: list[tuple[int, str]] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
@@ -72,23 +110,13 @@ def _read_csv(source: Source, chunk_rows: int) -> Iterator[Chunk]:
         )
         return "skip"
 
-    stream, raw = open_text(source)
+    dialect = source.dialect or CsvDialect()
+    text, raw = open_text(source, dialect.encoding)
     try:
-        reader = pacsv.open_csv(
-            stream,
-            read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
-            parse_options=pacsv.ParseOptions(
-                delimiter=delimiter_of(source.name),
-                newlines_in_values=True,
-                invalid_row_handler=on_invalid,
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.string() for name in _file_columns(source)},
-                strings_can_be_null=False,
-            ),
-        )
+        columns = {name: pa.string() for name in _file_columns(source)}
+        reader = open_csv(text, dialect.delimiter, block_size, on_invalid, columns)
         numbering = _RowNumbering()
-        for batch in _rebatch(_batches_or_input_error(reader, source.name), chunk_rows):
+        for batch in _rebatch(_batches_or_input_error(reader, source), chunk_rows):
             skipped = numbering.note_skipped(bad)
             bad.clear()
             rows = numbering.take(batch.num_rows)
@@ -106,8 +134,17 @@ def _read_csv(source: Source, chunk_rows: int) -> Iterator[Chunk]:
                 source.size,
             )
     finally:
-        stream.close()
+        text.close()
         raw.close()
+
+
+def _unseen(chunk: Chunk, last_row: int, yielded_bad: set[int]) -> Chunk:
+    """What of a chunk parsed again was not yielded before."""
+    keep = pc.greater(chunk.rows, last_row)
+    malformed = tuple(m for m in chunk.malformed if m[0] not in yielded_bad)
+    return replace(
+        chunk, table=chunk.table.filter(keep), rows=chunk.rows.filter(keep), malformed=malformed
+    )
 
 
 class _RowNumbering:
@@ -139,14 +176,25 @@ class _RowNumbering:
         return pa.array(numbers, pa.int64())
 
 
-def _batches_or_input_error(reader: Any, name: str) -> Iterator[pa.RecordBatch]:
+def _batches_or_input_error(reader: Any, source: Source) -> Iterator[pa.RecordBatch]:
+    """The parser's batches; what stops it is an InputError saying about how far it came
+    (in rows parsed), but for a row too long for a block, which the caller deals with."""
+    rows = 0
     while True:
         try:
             batch = reader.read_next_batch()
         except StopIteration:
             return
-        except (pa.ArrowInvalid, OSError, EOFError) as exc:
-            raise InputError(f"{name}: cannot read past this point ({exc})") from exc
+        except pa.ArrowInvalid as exc:
+            if row_too_long(exc):
+                raise
+            raise InputError(f"{source.name}: cannot read past row {rows:,} ({exc})") from exc
+        except (OSError, EOFError) as exc:
+            hint = ""
+            if source.compression and "runcated" in str(exc):
+                hint = ": the compressed file is cut short; copy or download it again"
+            raise InputError(f"{source.name}: cannot read past row {rows:,} ({exc}){hint}") from exc
+        rows += batch.num_rows
         yield batch
 
 
