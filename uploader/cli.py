@@ -159,6 +159,12 @@ def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
         "file's header line among , ; tab |, and reported)",
     )
     mapping.add_argument(
+        "--decimal",
+        choices=(".", ","),
+        help="decimal mark of numbers written as text (default '.'; ',' for 94,86 as "
+        "European Excel writes)",
+    )
+    mapping.add_argument(
         "--no-timestamp",
         action="store_true",
         default=None,

@@ -11,15 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from uploader.contract import EVENT_NAMES, canonical_event_name
 from uploader.errors import ConfigError, InputError
+from uploader.numbers import read_numbers
 from uploader.options import IGNORE, Options
 from uploader.read import Chunk
 from uploader.reasons import Reason
@@ -263,7 +262,9 @@ def map_columns(chunk: Chunk, plan: MappingPlan, options: Options) -> MappedChun
             mapped.values[fp.path] = ids
             mapped.normalised_ids += normalised
         elif fp.kind in ("number", "integer"):
-            numbers, problems = _numbers(column, fp)
+            numbers, problems = read_numbers(
+                column, path=fp.path, name=fp.column, kind=fp.kind, decimal=options.decimal
+            )
             mapped.values[fp.path] = numbers
             _note(mapped, fp.path, problems)
         elif fp.kind == "boolean":
@@ -343,40 +344,6 @@ def _ids(column: pa.Array) -> tuple[pa.Array, int]:
 def _strings(column: pa.Array) -> pa.Array:
     text = column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
     return _blank_to_null(text)
-
-
-def _numbers(column: pa.Array, fp: FieldPlan) -> tuple[pa.Array, dict[int, str]]:
-    """Numbers as int64 (whole) or float64; unreadable, non-finite or (for integer fields)
-    fractional values become problems."""
-    problems: dict[int, str] = {}
-    if pa.types.is_integer(column.type):
-        return pc.cast(column, pa.int64()), problems
-    if pa.types.is_floating(column.type) or pa.types.is_decimal(column.type):
-        floats = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
-        present = ~np.isnan(floats)
-        originals: list[Any] | None = None
-    else:
-        text = _blank_to_null(pc.utf8_trim_whitespace(pc.cast(column, pa.string())))
-        present = ~np.asarray(text.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        series = pd.Series(text.to_numpy(zero_copy_only=False), dtype=object)
-        floats = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
-        originals = series.tolist()
-    finite = present & np.isfinite(floats)
-    for i in np.flatnonzero(present & ~finite).tolist():
-        shown = floats[i] if originals is None else originals[i]
-        problems[i] = Reason(
-            f"{fp.path} {shown!r} (column {fp.column!r}) is not a number", "not a number"
-        )
-    if fp.kind == "integer":
-        fractional = finite & (np.floor(floats) != floats)
-        for i in np.flatnonzero(fractional).tolist():
-            shown = floats[i] if originals is None else originals[i]
-            problems[i] = Reason(
-                f"{fp.path} {shown!r} (column {fp.column!r}) is not a whole number",
-                "not a whole number",
-            )
-        finite &= ~fractional
-    return pa.array(floats, pa.float64(), mask=~finite), problems
 
 
 _TRUE = {"true", "t", "yes", "y", "1"}

@@ -27,6 +27,7 @@ VALUE_TYPES = ("string", "number", "integer", "boolean")
 # Event-map value that leaves rows of that raw event out on purpose (counted, not rejected).
 IGNORE = "ignore"
 DEFAULT_ENCODING = "utf-8"
+DECIMAL_MARKS = (".", ",")
 # Names a delimiter can be given by, for the ones awkward to type in a shell or TOML.
 DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 
@@ -57,6 +58,7 @@ class Options:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     encoding: str = DEFAULT_ENCODING  # of CSV files; a byte order mark wins
     delimiter: str | None = None  # of CSV files; None: found in each file's header line
+    decimal: str = "."  # decimal mark of numbers written as text: "." or ","
 
     def __post_init__(self) -> None:
         if self.delimiter is not None:
@@ -188,6 +190,11 @@ def _check_dialect(options: Options) -> None:
     ):
         raise ConfigError(
             f"--delimiter {delimiter!r}: give one character, e.g. ';' or '|', or 'tab'"
+        )
+    if options.decimal not in DECIMAL_MARKS:
+        raise ConfigError(
+            f"--decimal {options.decimal!r}: the decimal mark is '.' or ',' (',' for numbers "
+            "written 94,86)"
         )
 
 
