@@ -154,9 +154,14 @@ class DecodedText(io.RawIOBase):
             while chunk := self.read(HEADER_PEEK):
                 chunks.append(chunk)
             return b"".join(chunks)
-        while not self._pending and not self._eof:
-            self._fill(size)
-        out, self._pending = self._pending[:size], self._pending[size:]
+        # Whole reads: pyarrow takes a short one for a block of its own, and cannot find the
+        # header in a first block that ends before the header line does.
+        while len(self._pending) < size and not self._eof:
+            self._fill(size - len(self._pending))
+        if len(self._pending) <= size:
+            out, self._pending = self._pending, b""
+        else:
+            out, self._pending = self._pending[:size], self._pending[size:]
         return out
 
     def _fill(self, size: int) -> None:

@@ -13,7 +13,7 @@ import fnmatch
 import glob
 import hashlib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote
@@ -36,9 +36,6 @@ from uploader.errors import ConfigError, InputError
 
 # CSV bytes parsed per block; pyarrow's default (1 MiB) is a good fit for our chunk size.
 CSV_BLOCK_BYTES = 1 << 20
-# A row must fit in one block: blocks grow eightfold, up to this, to hold a longer one (a
-# 10 MB description reads). A row longer still is almost always a quote never closed.
-MAX_CSV_BLOCK_BYTES = 64 << 20
 COMPRESSION_BY_SUFFIX = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd"}
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 REMOTE_SCHEMES = ("s3://", "gs://", "gcs://")
@@ -76,7 +73,7 @@ class Source:
                 return pa.OSFile(self.path or self.name, "rb")
             return self.filesystem.open_input_file(self.path)
         except (pa.ArrowException, OSError) as exc:
-            raise InputError(f"{self.name}: cannot open ({exc})") from exc
+            raise InputError(f"{self.name}: cannot open ({said(exc)})") from exc
 
     @property
     def compression(self) -> str | None:
@@ -118,8 +115,8 @@ def resolve_inputs(
     seen: set[str] = set()
     unique = []
     for source in sources:
-        if source.name not in seen:
-            seen.add(source.name)
+        if _identity(source) not in seen:
+            seen.add(_identity(source))
             unique.append(source)
     return unique or resolve_sources([])  # the reader's own "no input given" message
 
@@ -180,29 +177,36 @@ def resolve_sources(
 
 
 def _without_repeats(sources: list[Source]) -> list[Source]:
-    """A file named twice (a path and a glob that matches it, or a symbolic link to it: a
-    link that loops back up a folder would otherwise name it again at every level) is read
-    once, under the first name met."""
+    """A file named twice (a path and a glob that matches it, or a symbolic link to it) is
+    read once, under the first name met."""
     seen: set[str] = set()
     unique = []
     for source in sources:
         if source.format != "table":
-            key = source.name if source.filesystem is not None else os.path.realpath(source.name)
-            if key in seen:
+            if _identity(source) in seen:
                 continue
-            seen.add(key)
+            seen.add(_identity(source))
         unique.append(source)
     return unique
 
 
+def _identity(source: Source) -> str:
+    """What makes two inputs the same: a local file's real path, else the name."""
+    if source.format == "table" or source.filesystem is not None:
+        return source.name
+    return os.path.realpath(source.name)
+
+
 def _expand(path: str) -> list[str]:
     if any(ch in path for ch in _GLOB_CHARS):
-        matches = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
+        # `**` follows links to folders: through a link that loops, the same files match
+        # again at every level, until the path is too long. Each is read once.
+        matches = _one_name_each(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
         if not matches:
             raise InputError(f"{path}: no file matches this pattern")
         return [p for p in matches if format_of(p) is not None] or matches
     if os.path.isdir(path):
-        found = sorted(p for p in _walk(path) if format_of(p) is not None)
+        found = _one_name_each(p for p in _walk(path) if format_of(p) is not None)
         if not found:
             raise InputError(f"{path}: folder holds no .csv or .parquet file")
         return found
@@ -214,6 +218,17 @@ def _expand(path: str) -> list[str]:
                 raise InputError(f"{path}: cannot open ({exc.strerror})") from exc
         raise InputError(f"{path}: no such file or folder")
     return [path]
+
+
+def _one_name_each(paths: Iterable[str]) -> list[str]:
+    """Sorted paths, one name for each file (links name a file again): its own name if it
+    is among them, else the first."""
+    names: dict[str, str] = {}
+    for path in sorted(paths):
+        real = os.path.realpath(path)
+        if real not in names or real == os.path.abspath(path):
+            names[real] = path
+    return sorted(names.values())
 
 
 def _walk(folder: str) -> list[str]:
@@ -252,8 +267,8 @@ def _remote_sources(uri: str, given: CsvOptions) -> list[Source]:
                 infos = [info]
     except (pa.ArrowException, OSError) as exc:
         raise InputError(
-            f"{uri}: cannot list ({exc}); check the credentials and endpoint in the environment "
-            "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, AWS_REGION)"
+            f"{uri}: cannot list ({said(exc)}); check the credentials and endpoint in the "
+            "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL, AWS_REGION)"
         ) from exc
     if not infos:
         raise InputError(f"{uri}: no .csv or .parquet object there")
@@ -297,6 +312,10 @@ def _file_source(
         except OSError as exc:
             raise InputError(f"{name}: cannot open ({exc.strerror})") from exc
         size, mtime_ns = stat.st_size, stat.st_mtime_ns
+        try:  # for the system's own words (pyarrow's are long)
+            open(name, "rb").close()
+        except OSError as exc:
+            raise InputError(f"{name}: cannot open ({exc.strerror})") from exc
     partitions = partitions_of(name)
     probe = Source(name, "", (), size, mtime_ns, partitions=partitions,
                    filesystem=filesystem, path=path or name)  # fmt: skip
@@ -309,7 +328,7 @@ def _file_source(
                 meta = pq.ParquetFile(fh).metadata
                 schema = meta.schema.to_arrow_schema()
         except (pa.ArrowException, OSError) as exc:
-            raise InputError(f"{name}: not a readable Parquet file ({exc})") from exc
+            raise InputError(f"{name}: not a readable Parquet file ({said(exc)})") from exc
         columns: tuple[str, ...] = tuple(schema.names)
         rows = meta.num_rows
     else:
@@ -338,47 +357,22 @@ def open_text(source: Source, encoding: str) -> tuple[DecodedText, pa.NativeFile
             stream = pa.CompressedInputStream(raw, source.compression)
         except (pa.ArrowException, OSError) as exc:
             raw.close()
-            raise InputError(f"{source.name}: cannot open ({exc})") from exc
+            raise InputError(f"{source.name}: cannot open ({said(exc)})") from exc
     limit = source.size if source.compression is None else None
     decompressed = source.compression is not None
     return DecodedText(stream, source.name, encoding, limit=limit, decompressed=decompressed), raw
 
 
-def open_csv(
-    text: DecodedText,
-    delimiter: str,
-    block_size: int,
-    on_invalid: Callable[[pacsv.InvalidRow], str],
-    column_types: Mapping[str, pa.DataType] | None = None,
-) -> Any:
-    """pyarrow's streaming CSV reader over decoded text (every column text, when typed)."""
-    return pacsv.open_csv(
-        pa.PythonFile(text, mode="r"),
-        read_options=pacsv.ReadOptions(block_size=block_size, use_threads=False),
-        parse_options=pacsv.ParseOptions(
-            delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid
-        ),
-        convert_options=pacsv.ConvertOptions(
-            column_types=dict(column_types or {}), strings_can_be_null=False
-        ),
-    )
+def said(exc: BaseException) -> str:
+    """What a library said, on one line, to quote in a message."""
+    return " ".join(str(exc).split())
 
 
-def row_too_long(exc: BaseException) -> bool:
-    """pyarrow's way of saying that a row does not fit in one block."""
-    text = str(exc)
-    return isinstance(exc, pa.ArrowInvalid) and (
-        "straddl" in text or "cannot infer number of columns" in text
-    )
-
-
-def too_long_message(name: str, after_row: int) -> str:
-    where = f"after row {after_row:,}" if after_row else "at the start of the file"
-    return (
-        f"{name}: a row {where} is longer than {MAX_CSV_BLOCK_BYTES >> 20} MiB. This is "
-        'almost always a quote (") opened and never closed, which makes the rest of the '
-        "file one field: check the quoting there"
-    )
+def cut_short(source: Source, exc: BaseException) -> str:
+    """What to do about a compressed file that ends early, if that is what `exc` says."""
+    if source.compression and "truncated" in str(exc).lower():
+        return ": the compressed file is cut short; copy or download it again"
+    return ""
 
 
 def delimiter_of(name: str) -> str:
@@ -386,43 +380,46 @@ def delimiter_of(name: str) -> str:
 
 
 def _csv_header(source: Source, given: CsvOptions) -> tuple[tuple[str, ...], CsvDialect]:
-    """The column names and the dialect (encoding, delimiter) of a CSV file."""
-    block_size = CSV_BLOCK_BYTES
-    while True:
-        try:
-            return _read_header(source, given, block_size)
-        except pa.ArrowInvalid as exc:
-            if row_too_long(exc) and block_size < MAX_CSV_BLOCK_BYTES:
-                block_size *= 8
-                continue
-            if row_too_long(exc):
-                raise InputError(too_long_message(source.name, 0)) from exc
-            raise InputError(f"{source.name}: not a readable CSV file ({exc})") from exc
-        except OSError as exc:
-            raise InputError(f"{source.name}: cannot read ({exc})") from exc
-
-
-def _read_header(
-    source: Source, given: CsvOptions, block_size: int
-) -> tuple[tuple[str, ...], CsvDialect]:
+    """The column names and the dialect (encoding, delimiter) of a CSV file, from its head
+    alone: a bad row further on is for the reader to report."""
     name = source.name
-    text, raw = open_text(source, given.encoding)
-    with text, raw:
-        head = text.peek(HEADER_PEEK).lstrip(b"\r\n")
-        if not head:
-            raise InputError(f"{name}: the file is empty (no header line)")
-        header = first_line(head)
-        if "\x00" in header:
-            raise InputError(
-                f"{name}: the header line holds NUL bytes, so this is not {text.encoding} "
-                "text: a binary file, or UTF-16 without a byte order mark (then give "
-                "--encoding utf-16-le or utf-16-be)"
-            )
-        found = sniff_delimiter(header) if given.delimiter is None else None
-        delimiter = given.delimiter or found or delimiter_of(name)
-        dialect = CsvDialect(text.encoding, delimiter, text.bom, sniffed=found is not None)
-        reader = open_csv(text, delimiter, block_size, _skip_row)
+    try:
+        text, raw = open_text(source, given.encoding)
+        with text, raw:
+            head = text.peek(HEADER_PEEK)
+            whole = len(head) < HEADER_PEEK
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read ({said(exc)}){cut_short(source, exc)}") from exc
+    head = head.lstrip(b"\r\n")
+    if not head:
+        raise InputError(f"{name}: the file is empty (no header line)")
+    header = first_line(head)
+    if "\x00" in header:
+        raise InputError(
+            f"{name}: the header line holds NUL bytes, so this is not {text.encoding} text: "
+            "a binary file, or UTF-16 without a byte order mark (then give --encoding "
+            "utf-16-le or utf-16-be)"
+        )
+    if len(header) == len(head.decode("utf-8", "replace")) and not whole:
+        raise InputError(
+            f"{name}: no line break in the first {HEADER_PEEK >> 10} KiB, so no header line: "
+            "this is not a CSV file"
+        )
+    found = sniff_delimiter(header) if given.delimiter is None else None
+    delimiter = given.delimiter or found or delimiter_of(name)
+    dialect = CsvDialect(text.encoding, delimiter, text.bom, sniffed=found is not None)
+    try:  # pyarrow reads the names: quoting and all
+        reader = pacsv.open_csv(
+            pa.BufferReader(head),
+            read_options=pacsv.ReadOptions(use_threads=False),
+            parse_options=pacsv.ParseOptions(
+                delimiter=delimiter, newlines_in_values=True, invalid_row_handler=_skip_row
+            ),
+            convert_options=pacsv.ConvertOptions(column_types={}, strings_can_be_null=False),
+        )
         return tuple(reader.schema.names), dialect
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"{name}: not a readable CSV file ({said(exc)})") from exc
 
 
 def _skip_row(row: pacsv.InvalidRow) -> str:

@@ -8,7 +8,7 @@ stage decides what each value means.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,18 +18,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from uploader.dialect import CsvDialect
+from uploader.dialect import CsvDialect, DecodedText
 from uploader.errors import InputError
-from uploader.inputs import (
-    CSV_BLOCK_BYTES,
-    MAX_CSV_BLOCK_BYTES,
-    Source,
-    open_csv,
-    open_text,
-    resolve_sources,
-    row_too_long,
-    too_long_message,
-)
+from uploader.inputs import CSV_BLOCK_BYTES, Source, cut_short, open_text, resolve_sources, said
 
 __all__ = ["CHUNK_ROWS", "Chunk", "Source", "read_frames", "resolve_sources"]
 
@@ -38,6 +29,11 @@ __all__ = ["CHUNK_ROWS", "Chunk", "Source", "read_frames", "resolve_sources"]
 CHUNK_ROWS = 16_384
 # Longest part of a malformed CSV line quoted back in a reject.
 RAW_LINE_PREVIEW = 200
+# Line breaks inside one malformed row from which its reject asks about an unclosed quote.
+RUN_ON_LINES = 10
+# A row must fit in one parser block: blocks grow eightfold, up to this, to hold a longer
+# one (a 10 MB description reads). A row longer still is almost always a quote never closed.
+MAX_CSV_BLOCK_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -90,12 +86,20 @@ def _read_csv(source: Source, chunk_rows: int) -> Iterator[Chunk]:
                 yielded_bad.update(row for row, _ in chunk.malformed)
                 yield chunk
             return
-        except (pa.ArrowInvalid, OSError) as exc:  # opening: _batches says how far it came
-            if not row_too_long(exc):
-                raise InputError(f"{source.name}: cannot read ({exc})") from exc
+        except _RowTooLong as exc:
             if block_size >= MAX_CSV_BLOCK_BYTES:
-                raise InputError(too_long_message(source.name, last_row)) from exc
+                raise InputError(_too_long_message(source.name, exc.after)) from exc.__cause__
             block_size *= 8
+        except (pa.ArrowInvalid, OSError) as exc:  # opening: _batches says how far it came
+            raise InputError(f"{source.name}: cannot read ({said(exc)})") from exc
+
+
+class _RowTooLong(Exception):
+    """A row does not fit in one parser block; `after` rows were parsed before it."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__(after)
+        self.after = after
 
 
 def _parse_csv(source: Source, chunk_rows: int, block_size: int) -> Iterator[Chunk]:
@@ -105,16 +109,23 @@ def _parse_csv(source: Source, chunk_rows: int, block_size: int) -> Iterator[Chu
         # With use_threads=False pyarrow numbers records from 1 at the header line.
         number = (row.number or 0) - 1
         text = row.text if len(row.text) <= RAW_LINE_PREVIEW else row.text[:RAW_LINE_PREVIEW] + "…"
-        bad.append(
-            (number, f"expected {row.expected_columns} columns, found {row.actual_columns}: {text}")
-        )
+        found = f"expected {row.expected_columns} columns, found {row.actual_columns}"
+        lines = row.text.count("\n")
+        if lines >= RUN_ON_LINES:  # the rest of the file may be in it: say so
+            found += f" (its quoted value runs over {lines + 1:,} lines: a quote never closed?)"
+        bad.append((number, f"{found}: {text}"))
         return "skip"
 
     dialect = source.dialect or CsvDialect()
     text, raw = open_text(source, dialect.encoding)
     try:
         columns = {name: pa.string() for name in _file_columns(source)}
-        reader = open_csv(text, dialect.delimiter, block_size, on_invalid, columns)
+        try:
+            reader = _open_csv(text, dialect.delimiter, block_size, on_invalid, columns)
+        except pa.ArrowInvalid as exc:
+            if _row_too_long(exc):
+                raise _RowTooLong(0) from exc
+            raise
         numbering = _RowNumbering()
         for batch in _rebatch(_batches_or_input_error(reader, source), chunk_rows):
             skipped = numbering.note_skipped(bad)
@@ -145,6 +156,47 @@ def _unseen(chunk: Chunk, last_row: int, yielded_bad: set[int]) -> Chunk:
     return replace(
         chunk, table=chunk.table.filter(keep), rows=chunk.rows.filter(keep), malformed=malformed
     )
+
+
+def _open_csv(
+    text: DecodedText,
+    delimiter: str,
+    block_size: int,
+    on_invalid: Callable[[pacsv.InvalidRow], str],
+    column_types: Mapping[str, pa.DataType] | None = None,
+) -> Any:
+    """pyarrow's streaming CSV reader over decoded text (every column text, when typed)."""
+    return pacsv.open_csv(
+        pa.PythonFile(text, mode="r"),
+        read_options=pacsv.ReadOptions(block_size=block_size, use_threads=False),
+        parse_options=pacsv.ParseOptions(
+            delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict(column_types or {}), strings_can_be_null=False
+        ),
+    )
+
+
+def _row_too_long(exc: BaseException) -> bool:
+    """pyarrow's way of saying that a row does not fit in one block."""
+    text = str(exc)
+    return isinstance(exc, pa.ArrowInvalid) and (
+        "straddl" in text or "cannot infer number of columns" in text
+    )
+
+
+def _too_long_message(name: str, after_row: int) -> str:
+    where = f"after row {after_row:,}" if after_row else "at the start of the file"
+    return (
+        f"{name}: a row {where} is longer than {_mib(MAX_CSV_BLOCK_BYTES)}. This is "
+        'almost always a quote (") opened and never closed, which makes the rest of the '
+        "file one field: check the quoting there"
+    )
+
+
+def _mib(size: int) -> str:
+    return f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
 
 
 class _RowNumbering:
@@ -186,14 +238,14 @@ def _batches_or_input_error(reader: Any, source: Source) -> Iterator[pa.RecordBa
         except StopIteration:
             return
         except pa.ArrowInvalid as exc:
-            if row_too_long(exc):
-                raise
-            raise InputError(f"{source.name}: cannot read past row {rows:,} ({exc})") from exc
+            if _row_too_long(exc):
+                raise _RowTooLong(rows) from exc
+            raise InputError(f"{source.name}: cannot read past row {rows:,} ({said(exc)})") from exc
         except (OSError, EOFError) as exc:
-            hint = ""
-            if source.compression and "runcated" in str(exc):
-                hint = ": the compressed file is cut short; copy or download it again"
-            raise InputError(f"{source.name}: cannot read past row {rows:,} ({exc}){hint}") from exc
+            raise InputError(
+                f"{source.name}: cannot read past row {rows:,} ({said(exc)})"
+                + cut_short(source, exc)
+            ) from exc
         rows += batch.num_rows
         yield batch
 
@@ -237,7 +289,7 @@ def _read_parquet(
                 table = _with_partitions(pa.Table.from_batches([batch]), source)
                 yield Chunk(source, table, rows, bytes_done=position)
     except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{source.name}: cannot read Parquet data ({exc})") from exc
+        raise InputError(f"{source.name}: cannot read Parquet data ({said(exc)})") from exc
     finally:
         handle.close()
 
