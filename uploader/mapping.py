@@ -20,7 +20,7 @@ from uploader.contract import EVENT_NAMES, canonical_event_name
 from uploader.errors import ConfigError, InputError
 from uploader.numbers import read_numbers
 from uploader.options import IGNORE, Options
-from uploader.read import Chunk
+from uploader.read import Chunk, Source
 from uploader.reasons import Reason
 from uploader.timestamps import to_epoch_ms
 
@@ -166,6 +166,68 @@ def plan_mapping(columns: Sequence[str], options: Options, source_name: str) -> 
     return plan
 
 
+# What a column's values must be, per kind of field: Arrow type families (see _family).
+ACCEPTED = {
+    "id": ("text", "integer", "float", "decimal"),
+    "string": ("text", "integer", "float", "decimal", "boolean", "date", "timestamp"),
+    "number": ("text", "integer", "float", "decimal"),
+    "integer": ("text", "integer", "float", "decimal"),
+    "boolean": ("text", "integer", "boolean"),
+    "timestamp": ("text", "integer", "float", "decimal", "date", "timestamp"),
+    "event": ("text", "integer"),
+}
+_FAMILY_WORDS = {
+    "text": "text", "integer": "integers", "float": "floats", "decimal": "decimals",
+    "boolean": "booleans", "date": "dates", "timestamp": "timestamps",
+    "time": "times of day without a date", "duration": "durations", "list": "lists",
+    "struct": "records", "map": "maps", "other": "values of another kind",
+}  # fmt: skip
+
+
+def check_types(plan: MappingPlan, source: Source) -> None:
+    """Refuse, before any row is read, a typed column (Parquet, a DataFrame) that cannot
+    fill the field it is mapped to: a list, a record, a map, a time of day, a duration."""
+    if source.schema is None:  # CSV: every column is text
+        return
+    types = dict(zip(source.schema.names, source.schema.types, strict=True))
+    wanted = [(fp.path, fp.column, fp.kind) for fp in plan.fields]
+    if plan.event_column is not None:
+        wanted.append(("the event", plan.event_column, "event"))
+    for what, column, kind in wanted:
+        family = _family(types[column]) if column in types else "text"  # partitions: text
+        if family == "null" or family in ACCEPTED[kind]:
+            continue
+        accepted = ", ".join(_FAMILY_WORDS[f] for f in ACCEPTED[kind])
+        raise InputError(
+            f"{source.name}: column {column!r} holds {_FAMILY_WORDS[family]} "
+            f"({types[column]}), which cannot fill {_flag_name(what)}; map a column of "
+            f"{accepted} (columns that are not mapped are not sent)"
+        )
+
+
+def _family(kind: pa.DataType) -> str:
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    checks = (
+        ("null", pa.types.is_null),
+        ("text", lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)
+         or pa.types.is_binary(t) or pa.types.is_large_binary(t) or t == pa.string_view()),
+        ("integer", pa.types.is_integer),
+        ("float", pa.types.is_floating),
+        ("decimal", pa.types.is_decimal),
+        ("boolean", pa.types.is_boolean),
+        ("date", pa.types.is_date),
+        ("timestamp", pa.types.is_timestamp),
+        ("time", pa.types.is_time),
+        ("duration", pa.types.is_duration),
+        ("list", lambda t: pa.types.is_list(t) or pa.types.is_large_list(t)
+         or pa.types.is_fixed_size_list(t) or pa.types.is_list_view(t)),
+        ("struct", pa.types.is_struct),
+        ("map", pa.types.is_map),
+    )  # fmt: skip
+    return next((name for name, test in checks if test(kind)), "other")
+
+
 def _kind_of(path: str, given: str | None) -> str:
     if given is not None:
         return given
@@ -243,9 +305,11 @@ def map_columns(chunk: Chunk, plan: MappingPlan, options: Options) -> MappedChun
     names = pa.array([plan.event] * n, pa.string()) if plan.event else pa.nulls(n, pa.string())
     mapped = MappedChunk(chunk, names, {}, {})
     if plan.event_column is not None:
-        _map_event_names(chunk.table.column(plan.event_column), plan, mapped)
+        event = FieldPlan("name", plan.event_column, "string", False)
+        column = _decoded(chunk.table.column(plan.event_column).combine_chunks(), event, mapped)
+        _map_event_names(column, plan, mapped)
     for fp in plan.fields:
-        column = chunk.table.column(fp.column).combine_chunks()
+        column = _decoded(chunk.table.column(fp.column).combine_chunks(), fp, mapped)
         if fp.kind == "timestamp":
             result = to_epoch_ms(
                 column,
@@ -258,9 +322,10 @@ def map_columns(chunk: Chunk, plan: MappingPlan, options: Options) -> MappedChun
                 mapped.timestamp_methods[key] = mapped.timestamp_methods.get(key, 0) + count
             _note(mapped, fp.path, result.problems)
         elif fp.kind == "id":
-            ids, normalised = _ids(column)
+            ids, normalised, problems = _ids(column, fp)
             mapped.values[fp.path] = ids
             mapped.normalised_ids += normalised
+            _note(mapped, fp.path, problems)
         elif fp.kind in ("number", "integer"):
             numbers, problems = read_numbers(
                 column, path=fp.path, name=fp.column, kind=fp.kind, decimal=options.decimal
@@ -287,8 +352,8 @@ def _blank_to_null(text: pa.Array) -> pa.Array:
     )
 
 
-def _map_event_names(column: pa.ChunkedArray, plan: MappingPlan, mapped: MappedChunk) -> None:
-    text = pc.utf8_trim_whitespace(pc.cast(column.combine_chunks(), pa.string()))
+def _map_event_names(column: pa.Array, plan: MappingPlan, mapped: MappedChunk) -> None:
+    text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
     encoded = text.dictionary_encode()
     explicit = dict(plan.event_map)
     lowered = {raw.lower(): name for raw, name in plan.event_map}
@@ -321,24 +386,75 @@ def _map_event_names(column: pa.ChunkedArray, plan: MappingPlan, mapped: MappedC
             )
 
 
-def _ids(column: pa.Array) -> tuple[pa.Array, int]:
+def _ids(column: pa.Array, fp: FieldPlan) -> tuple[pa.Array, int, dict[int, str]]:
+    """Ids as text: trimmed; whole floats (17850.0) as integers, counted. A float id that
+    is infinite, or of 2**53 or more (its digits may have been lost before the export),
+    is a problem, not an id."""
     kind = column.type
     if pa.types.is_floating(kind):
-        floats = pc.if_else(pc.is_nan(column), pa.scalar(None, kind), column)
-        integral = pc.fill_null(pc.equal(pc.floor(floats), floats), False)
-        small = pc.less(pc.abs(floats), float(MAX_EXACT_INT))
-        whole = pc.fill_null(pc.and_(integral, small), False)
-        normalised = pc.sum(whole).as_py() or 0
-        as_int = pc.cast(pc.cast(pc.if_else(whole, floats, 0.0), pa.int64()), pa.string())
-        other = pa.array([None if v is None else repr(v) for v in floats.to_pylist()], pa.string())
-        return pc.if_else(whole, as_int, other), normalised
+        return _float_ids(column, fp)
     text = column if pa.types.is_string(kind) else pc.cast(column, pa.string())
     text = pc.utf8_trim_whitespace(text)
     integral = pc.match_substring_regex(text, _INTEGRAL_TEXT)
     normalised = pc.sum(integral).as_py() or 0
     if normalised:
         text = pc.replace_substring_regex(text, _INTEGRAL_TEXT, r"\1")
-    return _blank_to_null(text), normalised
+    return _blank_to_null(text), normalised, {}
+
+
+def _float_ids(column: pa.Array, fp: FieldPlan) -> tuple[pa.Array, int, dict[int, str]]:
+    if not pa.types.is_float64(column.type):  # as written: a float32 0.1 is 0.1
+        column = pc.cast(pc.cast(column, pa.string()), pa.float64())
+    floats = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+    problems: dict[int, str] = {}
+    texts: list[str | None] = [None] * len(floats)  # NaN: absent, as pandas writes it
+    normalised = 0
+    with np.errstate(invalid="ignore"):
+        whole = np.floor(floats) == floats
+    for i in np.flatnonzero(~np.isnan(floats)).tolist():
+        value = float(floats[i])
+        if not whole[i]:
+            texts[i] = repr(value)
+        elif abs(value) < MAX_EXACT_INT:
+            texts[i] = str(int(value))
+            normalised += 1
+        else:
+            infinite = value in (float("inf"), float("-inf"))
+            problems[i] = Reason(
+                f"{fp.path} {value!r} (column {fp.column!r}) is not an id: "
+                + (
+                    "an infinite float"
+                    if infinite
+                    else "a float of 2**53 or more, whose digits may have been lost before "
+                    "the export; export the column as text or as integers"
+                ),
+                "an infinite float" if infinite else "a float id of 2**53 or more (digits lost)",
+            )
+    return pa.array(texts, pa.string()), normalised, problems
+
+
+def _decoded(column: pa.Array, fp: FieldPlan, mapped: MappedChunk) -> pa.Array:
+    """Dictionary columns as their values; binary ones (strings written without their
+    UTF-8 annotation) as text, a value that is not UTF-8 being a problem for its row."""
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    if not (pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
+        return column
+    try:
+        return pc.cast(column, pa.string())
+    except pa.ArrowInvalid:
+        texts: list[str | None] = []
+        for i, value in enumerate(column.to_pylist()):
+            try:
+                texts.append(None if value is None else value.decode("utf-8"))
+            except UnicodeDecodeError:
+                texts.append(None)
+                reason = Reason(
+                    f"{fp.path} (column {fp.column!r}) is binary data that is not UTF-8 text",
+                    "binary data that is not UTF-8 text",
+                )
+                mapped.problems.setdefault(i, (fp.path, reason))
+        return pa.array(texts, pa.string())
 
 
 def _strings(column: pa.Array) -> pa.Array:

@@ -17,7 +17,7 @@ from uploader.batches import Batch, body_size_alone, pack_batches
 from uploader.contract import EVENT_NAMES
 from uploader.dialect import CsvDialect
 from uploader.event_ids import DuplicateTracker, Event, assign_event_ids
-from uploader.mapping import MappingPlan, map_columns, plan_mapping
+from uploader.mapping import MappingPlan, check_types, map_columns, plan_mapping
 from uploader.options import Options
 from uploader.progress import Observer, Progress, ReadMeter
 from uploader.read import CHUNK_ROWS, Chunk, DoneRows, Source, read_frames
@@ -88,6 +88,7 @@ def plan_sources(sources: Sequence[Source], options: Options) -> dict[str, Mappi
         if source.columns not in by_columns:
             by_columns[source.columns] = plan_mapping(source.columns, options, source.name)
         plans[source.name] = by_columns[source.columns]
+        check_types(plans[source.name], source)
     return plans
 
 

@@ -95,5 +95,13 @@ def _shown(value: Any) -> str:
 
 def reject_row(mapped: MappedChunk, i: int, field_name: str, reason: str) -> RowReject:
     chunk = mapped.chunk
-    original = {name: chunk.table.column(name)[i].as_py() for name in chunk.table.column_names}
+    original = {name: _value(chunk.table.column(name)[i]) for name in chunk.table.column_names}
     return RowReject(chunk.source.name, chunk.rows[i].as_py(), field_name, reason, original)
+
+
+def _value(scalar: pa.Scalar) -> Any:
+    try:
+        return scalar.as_py()
+    except (OverflowError, ValueError, pa.ArrowException):
+        # A timestamp beyond Python's datetime (year 9999): its number, with its type.
+        return f"{getattr(scalar, 'value', scalar)} ({scalar.type})"
