@@ -360,6 +360,8 @@ def test_text_timestamps_of_every_unit_and_zone(write_csv, run_plan, text):
         (pa.array([2**62], pa.timestamp("s")), "is outside 2010-01-01..2039-12-31"),
         (pa.array([-(2**63) + 1], pa.timestamp("ns")), "1677-09-21 00:12:43 UTC is outside"),
         (pa.array([2**64 - 1], pa.uint64()), "is not a date in 2010-2039 as seconds"),
+        (pa.array(["9999-12-31T23:59:59Z"]), "9999-12-31 23:59:59 UTC is outside"),
+        (pa.array(["0001-01-01"]), "timestamp around the year 1 is outside"),  # in Paris: 0000
     ],
 )
 def test_timestamps_far_from_now_are_rejects(run_plan, column, reason):

@@ -213,3 +213,18 @@ def test_a_binary_file_is_one_clean_message_and_no_traceback(tmp_path):
     assert result.stderr.startswith(f"uploader: error: {path}: not valid utf-8 text at byte")
     assert result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+
+
+def test_utf_16_without_a_byte_order_mark_needs_its_byte_order(tmp_path, capsys):
+    path = tmp_path / "in.csv"
+    path.write_bytes(csv_text().encode("utf-16-le"))
+    code, out, err = run(capsys, "validate", path, "--encoding", "utf-16")
+    assert (code, out) == (2, "")
+    assert err == (
+        f"uploader: error: {path}: not valid utf-16 text (UTF-16 stream does not start with "
+        "BOM); if the file is text in another encoding, give it with --encoding (e.g. "
+        "--encoding cp1252 for Excel on Windows, --encoding utf-16), or utf-16-le / utf-16-be "
+        "for UTF-16 without a byte order mark\n"
+    )
+    code, _, _ = run(capsys, "validate", path, "--encoding", "utf-16-le")
+    assert code == 0

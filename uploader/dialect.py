@@ -178,6 +178,11 @@ class DecodedText(io.RawIOBase):
             text = self._decoder.decode(raw, final)
         except UnicodeDecodeError as exc:
             raise self._error(exc, buffered) from None
+        except UnicodeError as exc:  # no position: utf-16 without a byte order mark
+            raise InputError(
+                f"{self.name}: not valid {self.encoding} text ({exc}); {_ENCODING_HINT}, or "
+                "utf-16-le / utf-16-be for UTF-16 without a byte order mark"
+            ) from None
         self._offset += len(raw)
         self._lines += text.count("\n")
         out = raw if self.encoding == "utf-8" else text.encode("utf-8")

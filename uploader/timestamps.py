@@ -30,7 +30,6 @@ _MS_PER_DAY = 86_400_000
 _FAR_S = 10**14
 # More than any zone's offset from UTC: wall times this far outside the window stay out.
 _ZONE_SLACK_MS = 2 * _MS_PER_DAY
-EPOCH = pd.Timestamp(0, tz="UTC")
 # A zone designator after a time of day (a bare date like 2024-05-02 has none).
 _OFFSET = r"\d:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[+-]\d{2}(:?\d{2})?|UTC|GMT)$"
 _EPOCH_TEXT = r"^[+-]?\d+(\.\d+)?([eE][+-]?\d+)?$"
@@ -271,11 +270,14 @@ def _localize(series: pd.Series, timezone: str) -> pd.Series:
 
 
 def _series_to_ms(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    # Floor division truncates sub-millisecond parts the same way for every source unit.
-    ms = (series.dt.tz_convert("UTC") - EPOCH) // pd.Timedelta(milliseconds=1)
-    present = ms.notna().to_numpy()
-    values = ms.fillna(0).to_numpy(dtype=np.float64).astype(np.int64)
-    return values, present
+    """Epoch milliseconds of zoned date-times, in integer arithmetic in the series' own unit:
+    pandas parses text far from now (year 1, 9999) in microseconds or seconds, and going
+    through nanoseconds would overflow."""
+    values = series.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    present = ~np.isnat(values)
+    unit = np.datetime_data(values.dtype)[0]
+    ticks = np.where(present, values.astype(np.int64), 0)
+    return _ticks_to_ms(ticks, unit), present
 
 
 def _in_window(

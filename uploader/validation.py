@@ -40,8 +40,6 @@ def validate_rows(mapped: MappedChunk, plan: MappingPlan) -> tuple[np.ndarray, l
     n = len(mapped.names)
     values = mapped.values
     failed: dict[int, tuple[str, str]] = dict(mapped.problems)
-    for i in mapped.ignored:
-        failed.pop(i, None)
     product = values.get(PRODUCT_FIELD)
     column = plan.column_of(PRODUCT_FIELD)
     _fail(failed, _nulls(product, n), PRODUCT_FIELD, f"productId is blank (column {column!r})")
@@ -68,6 +66,8 @@ def validate_rows(mapped: MappedChunk, plan: MappingPlan) -> tuple[np.ndarray, l
             shown = _shown(quantities[i].as_py())
             reason = Reason(f"quantity {shown} is not a positive integer", "not a positive integer")
             failed.setdefault(i, ("data.quantity", reason))
+    for i in mapped.ignored:  # left out on purpose: counted as ignored, whatever else
+        failed.pop(i, None)
     names_missing = _nulls(mapped.names, n)
     ok = ~names_missing
     if failed:
