@@ -126,19 +126,23 @@ def test_inexact_numbers_say_how_to_send_them_exactly(write_csv, run_plan):
     assert rejects == [] and written(batches[0].body, "price") == b"9007199254740993"
 
 
-def test_a_decimal_comma_is_read_with_the_decimal_option(tmp_path, run_plan):
+def test_a_decimal_comma_is_read_with_the_decimal_option(tmp_path, write_csv, run_plan):
     path = tmp_path / "excel.csv"
     path.write_text(
-        f"ts;sku;user_id;qty;price\n{TS};S1;u1;2;94,86\n{TS};S2;u1;3,0;1.234,50\n{TS};S3;u1;1;,5\n",
+        f"ts;sku;user_id;qty;price\n{TS};S1;17850,0;2;94,86\n{TS};S2;u1;3,0;1.234,50\n"
+        f"{TS};S3;u1;1;,5\n",
         encoding="utf-8",
     )
     tally, batches, rejects = run_plan([path], **MAPPING, decimal=",")
     assert [i["data"]["price"] for i in sent(batches)] == [94.86, 0.5]
     assert [i["data"]["quantity"] for i in sent(batches)] == [2, 1]
+    assert sent(batches)[0]["userId"] == "17850"  # an id that went through a float, too
     (reject,) = rejects
     assert (reject.row, reject.field) == (2, "data.price")
     assert "with --decimal , a '.' is not read" in reject.reason
     assert tally.rows_read == 3
+    same = write_csv(f"ts,sku,user_id,qty,price\n{TS},S1,17850.0,2,94.86\n")
+    assert sent(batches)[:1] == sent(run_plan([same], **MAPPING)[1])  # the same event id
 
 
 def test_integer_and_number_fields_have_one_type_whatever_the_chunk():

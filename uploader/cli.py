@@ -160,9 +160,9 @@ def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
     )
     mapping.add_argument(
         "--decimal",
-        choices=(".", ","),
-        help="decimal mark of numbers written as text (default '.'; ',' for 94,86 as "
-        "European Excel writes)",
+        metavar="MARK",
+        help="decimal mark of numbers written as text: '.' (default) or ',' for 94,86 as "
+        "European Excel writes",
     )
     mapping.add_argument(
         "--no-timestamp",

@@ -71,7 +71,7 @@ TARGETS = (
 EVENT_COLUMN_ALIASES = ("eventtype", "event", "eventname", "type", "action", "interactiontype")
 # data.<key> types when the mapping does not say: amounts are numbers, *Id keys are ids.
 NUMBER_KEYS = ("price", "value", "amount", "revenue", "total", "discount", "tax", "shipping")
-_INTEGRAL_TEXT = r"^([+-]?\d+)\.0+$"
+_INTEGRAL_TEXT = {".": r"^([+-]?\d+)\.0+$", ",": r"^([+-]?\d+),0+$"}  # by decimal mark
 # Integers beyond 2**53 do not survive a round trip through a JSON double: keep them exact.
 MAX_EXACT_INT = 2**53
 
@@ -322,7 +322,7 @@ def map_columns(chunk: Chunk, plan: MappingPlan, options: Options) -> MappedChun
                 mapped.timestamp_methods[key] = mapped.timestamp_methods.get(key, 0) + count
             _note(mapped, fp.path, result.problems)
         elif fp.kind == "id":
-            ids, normalised, problems = _ids(column, fp)
+            ids, normalised, problems = _ids(column, fp, options.decimal)
             mapped.values[fp.path] = ids
             mapped.normalised_ids += normalised
             _note(mapped, fp.path, problems)
@@ -386,19 +386,23 @@ def _map_event_names(column: pa.Array, plan: MappingPlan, mapped: MappedChunk) -
             )
 
 
-def _ids(column: pa.Array, fp: FieldPlan) -> tuple[pa.Array, int, dict[int, str]]:
-    """Ids as text: trimmed; whole floats (17850.0) as integers, counted. A float id that
+def _ids(
+    column: pa.Array, fp: FieldPlan, decimal: str = "."
+) -> tuple[pa.Array, int, dict[int, str]]:
+    """Ids as text: trimmed; whole floats (17850.0, or 17850,0 with --decimal ,) as
+    integers, counted. A float id that
     is infinite, or of 2**53 or more (its digits may have been lost before the export),
     is a problem, not an id."""
     kind = column.type
     if pa.types.is_floating(kind):
         return _float_ids(column, fp)
-    text = column if pa.types.is_string(kind) else pc.cast(column, pa.string())
-    text = pc.utf8_trim_whitespace(text)
-    integral = pc.match_substring_regex(text, _INTEGRAL_TEXT)
+    if not pa.types.is_string(kind):  # numbers as Arrow writes them: with a point
+        column, decimal = pc.cast(column, pa.string()), "."
+    text = pc.utf8_trim_whitespace(column)
+    integral = pc.match_substring_regex(text, _INTEGRAL_TEXT[decimal])
     normalised = pc.sum(integral).as_py() or 0
     if normalised:
-        text = pc.replace_substring_regex(text, _INTEGRAL_TEXT, r"\1")
+        text = pc.replace_substring_regex(text, _INTEGRAL_TEXT[decimal], r"\1")
     return _blank_to_null(text), normalised, {}
 
 
