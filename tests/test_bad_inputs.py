@@ -10,13 +10,17 @@ import os
 from decimal import Decimal
 
 import orjson
+import pandas as pd
 import pyarrow as pa
 import pytest
 
+import uploader
 from tests import hostile_files as hostile
 from tests.hostile_files import HEADER, rows
 from uploader import read
 from uploader.cli import main
+from uploader.errors import InputError
+from uploader.inputs import fingerprint
 from uploader.read import read_frames, resolve_sources
 
 WHEN = 1714660704000  # 2024-05-02T14:38:24Z
@@ -300,6 +304,23 @@ def test_typed_parquet_columns_map_to_what_they_hold(write_parquet, run_plan):
     ]
 
 
+def test_in_memory_tables_with_nested_values_and_far_instants():
+    frame = pd.DataFrame(
+        {"ts": ["2024-05-02T14:38:24Z"] * 2, "event": ["view"] * 2, "sku": ["a", "b"],
+         "user_id": ["u", "v"], "tags": [[1, 2], [3]], "meta": [{"a": 1}, {"b": 2}]}
+    )  # fmt: skip
+    check = uploader.validate(frame, progress=False)  # its fingerprint used to raise
+    assert (check.events_valid, check.events_rejected) == (2, 0)
+    with pytest.raises(InputError, match=r"column 'tags' holds lists \(list<item: int64>\)"):
+        uploader.validate(frame, progress=False, mapping=["data.tags=tags"])
+    table = hostile.typed_table().set_column(
+        0, "ts", pa.array([2**62, WHEN // 1000, None], pa.timestamp("s"))
+    )
+    check = uploader.validate(table, progress=False)
+    assert (check.events_valid, check.events_rejected) == (1, 2)
+    assert check.rejects["ts"].tolist()[0] == "4611686018427387904 (timestamp[s])"
+
+
 # Timestamps of every unit and zone
 
 
@@ -428,6 +449,16 @@ def test_a_file_that_grows_while_it_is_read(write_csv):
     rest = list(chunks)
     read = [r for c in [first, *rest] for r in c.rows.to_pylist()]
     assert read == [1, 2, 3, 4, 5]  # as it was found: the new rows are for the next run
+
+
+def test_a_file_that_grows_keeps_the_fingerprint_it_was_found_with(write_csv):
+    path = write_csv(HEADER + "\n" + rows(5))
+    (source,) = resolve_sources([path])
+    before = fingerprint(source)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(rows(10, 6))
+    assert fingerprint(source) == before
+    assert fingerprint(resolve_sources([path])[0]) != before
 
 
 def test_a_folder_with_an_unreadable_file(tmp_path, capsys):

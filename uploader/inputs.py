@@ -138,17 +138,28 @@ def fingerprint(source: Source) -> str:
         assert source.table is not None
         import pandas as pd  # only in-memory tables need it
 
-        frame = source.table.to_pandas()
-        digest.update(",".join(map(str, frame.columns)).encode())
-        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+        digest.update(",".join(map(str, source.table.column_names)).encode())
+        try:
+            frame = source.table.to_pandas()
+            hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()
+        except (TypeError, ValueError, OverflowError, pa.ArrowException):
+            # Lists, records (unhashable in pandas), instants pandas cannot hold: Arrow's
+            # own bytes. Other tables keep the pandas hash earlier runs recorded.
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, source.table.schema) as writer:
+                writer.write_table(source.table.combine_chunks())
+            hashes = sink.getvalue().to_pybytes()
+        digest.update(hashes)
         return "table:" + digest.hexdigest()
     size = source.size or 0
     digest.update(str(size).encode())
     with source.open_file() as fh:  # local or object storage alike: two ranged reads
-        digest.update(fh.read(FINGERPRINT_SAMPLE))
+        # The file as it was found: not what was appended since (see open_text).
+        digest.update(fh.read(min(FINGERPRINT_SAMPLE, size)))
         if size > FINGERPRINT_SAMPLE:
-            fh.seek(max(FINGERPRINT_SAMPLE, size - FINGERPRINT_SAMPLE))
-            digest.update(fh.read(FINGERPRINT_SAMPLE))
+            start = max(FINGERPRINT_SAMPLE, size - FINGERPRINT_SAMPLE)
+            fh.seek(start)
+            digest.update(fh.read(size - start))
     return "sha256:" + digest.hexdigest()
 
 
