@@ -16,7 +16,7 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from uploader.errors import InputError
+from uploader.errors import InputError, said
 
 DEFAULT_ENCODING = "utf-8"
 # Delimiters recognised in a header line, in order of preference when the counts tie.
@@ -168,7 +168,10 @@ class DecodedText(io.RawIOBase):
         want = max(size, 1)
         if self._limit is not None:
             want = min(want, self._limit - self._offset)
-        raw = self._stream.read(want) if want > 0 else b""
+        try:
+            raw = self._stream.read(want) if want > 0 else b""
+        except OSError as exc:  # here, not in pyarrow: the same words wherever it reads
+            raise self._unreadable(exc) from exc
         final = not raw
         if self._decoder is None:
             raw = self._start(raw)
@@ -218,6 +221,15 @@ class DecodedText(io.RawIOBase):
         assert self._decoder is not None
         state = self._decoder.getstate()
         return state[0] if isinstance(state[0], bytes) else b""
+
+    def _unreadable(self, exc: OSError) -> InputError:
+        where = f"byte offset {self._offset:,}"
+        hint = ""
+        if self._decompressed:
+            where += " of the decompressed text"
+            if "truncated" in str(exc).lower():
+                hint = ": the compressed file is cut short; copy or download it again"
+        return InputError(f"{self.name}: cannot read past {where} ({said(exc)}){hint}")
 
     def _error(self, exc: UnicodeDecodeError, buffered: bytes) -> InputError:
         data = bytes(exc.object)

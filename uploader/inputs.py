@@ -32,7 +32,7 @@ from uploader.dialect import (
     first_line,
     sniff_delimiter,
 )
-from uploader.errors import ConfigError, InputError
+from uploader.errors import ConfigError, InputError, said
 
 # CSV bytes parsed per block; pyarrow's default (1 MiB) is a good fit for our chunk size.
 CSV_BLOCK_BYTES = 1 << 20
@@ -374,18 +374,6 @@ def open_text(source: Source, encoding: str) -> tuple[DecodedText, pa.NativeFile
     return DecodedText(stream, source.name, encoding, limit=limit, decompressed=decompressed), raw
 
 
-def said(exc: BaseException) -> str:
-    """What a library said, on one line, to quote in a message."""
-    return " ".join(str(exc).split())
-
-
-def cut_short(source: Source, exc: BaseException) -> str:
-    """What to do about a compressed file that ends early, if that is what `exc` says."""
-    if source.compression and "truncated" in str(exc).lower():
-        return ": the compressed file is cut short; copy or download it again"
-    return ""
-
-
 def delimiter_of(name: str) -> str:
     return "\t" if ".tsv" in name.lower() else ","
 
@@ -400,7 +388,7 @@ def _csv_header(source: Source, given: CsvOptions) -> tuple[tuple[str, ...], Csv
             head = text.peek(HEADER_PEEK)
             whole = len(head) < HEADER_PEEK
     except OSError as exc:
-        raise InputError(f"{name}: cannot read ({said(exc)}){cut_short(source, exc)}") from exc
+        raise InputError(f"{name}: cannot read ({said(exc)})") from exc
     head = head.lstrip(b"\r\n")
     if not head:
         raise InputError(f"{name}: the file is empty (no header line)")

@@ -19,8 +19,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from uploader.dialect import CsvDialect, DecodedText
-from uploader.errors import InputError
-from uploader.inputs import CSV_BLOCK_BYTES, Source, cut_short, open_text, resolve_sources, said
+from uploader.errors import InputError, said
+from uploader.inputs import CSV_BLOCK_BYTES, Source, open_text, resolve_sources
 
 __all__ = ["CHUNK_ROWS", "Chunk", "Source", "read_frames", "resolve_sources"]
 
@@ -242,10 +242,7 @@ def _batches_or_input_error(reader: Any, source: Source) -> Iterator[pa.RecordBa
                 raise _RowTooLong(rows) from exc
             raise InputError(f"{source.name}: cannot read past row {rows:,} ({said(exc)})") from exc
         except (OSError, EOFError) as exc:
-            raise InputError(
-                f"{source.name}: cannot read past row {rows:,} ({said(exc)})"
-                + cut_short(source, exc)
-            ) from exc
+            raise InputError(f"{source.name}: cannot read past row {rows:,} ({said(exc)})") from exc
         rows += batch.num_rows
         yield batch
 
