@@ -228,3 +228,17 @@ def test_utf_16_without_a_byte_order_mark_needs_its_byte_order(tmp_path, capsys)
     )
     code, _, _ = run(capsys, "validate", path, "--encoding", "utf-16-le")
     assert code == 0
+
+
+def test_the_header_probe_never_hands_pyarrow_half_a_character(tmp_path, capsys):
+    # The probe parses the first 64 KiB; here that ends inside an 'é' of a malformed row,
+    # whose text pyarrow's row handler could not decode ("Exception ignored in ...").
+    path = tmp_path / "in.csv"
+    head = "a,b\n" + "x,yz\n" * 13_001
+    assert (65_536 - len(head.encode())) % 2 == 1
+    path.write_text(head + "é" * 400 + "\n1,2\n", encoding="utf-8")
+    (source,) = build_config([path], command="validate").inputs
+    assert source.columns == ("a", "b")
+    chunks = list(read_frames([source]))
+    assert [m[0] for c in chunks for m in c.malformed] == [13_002]
+    assert capsys.readouterr().err == ""

@@ -16,6 +16,9 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
 from uploader.errors import InputError, said
 
 DEFAULT_ENCODING = "utf-8"
@@ -100,6 +103,53 @@ def first_line(text: bytes) -> str:
         if at != -1:
             end = min(end, at)
     return text[:end].decode("utf-8", "replace")
+
+
+def read_header(
+    text: DecodedText, given: CsvOptions, default_delimiter: str
+) -> tuple[tuple[str, ...], CsvDialect]:
+    """The column names and the dialect of a CSV file, from its head alone: a bad row
+    further on is for the reader to report, and an object store gets one small read."""
+    name = text.name
+    head = text.peek(HEADER_PEEK)
+    whole = len(head) < HEADER_PEEK
+    head = head.lstrip(b"\r\n")
+    if not head:
+        raise InputError(f"{name}: the file is empty (no header line)")
+    header = first_line(head)
+    if "\x00" in header:
+        raise InputError(
+            f"{name}: the header line holds NUL bytes, so this is not {text.encoding} text: "
+            "a binary file, or UTF-16 without a byte order mark (then give --encoding "
+            "utf-16-le or utf-16-be)"
+        )
+    if not whole:  # whole lines only: a character cut in two would not be UTF-8
+        cut = max(head.rfind(b"\n"), head.rfind(b"\r"))
+        if cut == -1:
+            raise InputError(
+                f"{name}: no line break in the first {HEADER_PEEK >> 10} KiB, so no header "
+                "line: this is not a CSV file"
+            )
+        head = head[: cut + 1]
+    found = sniff_delimiter(header) if given.delimiter is None else None
+    delimiter = given.delimiter or found or default_delimiter
+    dialect = CsvDialect(text.encoding, delimiter, text.bom, sniffed=found is not None)
+    try:  # pyarrow reads the names: quoting and all
+        reader = pacsv.open_csv(
+            pa.BufferReader(head),
+            read_options=pacsv.ReadOptions(use_threads=False),
+            parse_options=pacsv.ParseOptions(
+                delimiter=delimiter, newlines_in_values=True, invalid_row_handler=_skip_row
+            ),
+            convert_options=pacsv.ConvertOptions(column_types={}, strings_can_be_null=False),
+        )
+        return tuple(reader.schema.names), dialect
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"{name}: not a readable CSV file ({said(exc)})") from exc
+
+
+def _skip_row(row: pacsv.InvalidRow) -> str:
+    return "skip"  # reported when the rows are read
 
 
 class DecodedText(io.RawIOBase):

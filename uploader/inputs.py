@@ -19,19 +19,10 @@ from typing import Any
 from urllib.parse import unquote
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from uploader.dialect import (
-    DEFAULT_ENCODING,
-    HEADER_PEEK,
-    CsvDialect,
-    CsvOptions,
-    DecodedText,
-    first_line,
-    sniff_delimiter,
-)
+from uploader.dialect import DEFAULT_ENCODING, CsvDialect, CsvOptions, DecodedText, read_header
 from uploader.errors import ConfigError, InputError, said
 
 # CSV bytes parsed per block; pyarrow's default (1 MiB) is a good fit for our chunk size.
@@ -379,50 +370,10 @@ def delimiter_of(name: str) -> str:
 
 
 def _csv_header(source: Source, given: CsvOptions) -> tuple[tuple[str, ...], CsvDialect]:
-    """The column names and the dialect (encoding, delimiter) of a CSV file, from its head
-    alone: a bad row further on is for the reader to report."""
-    name = source.name
-    try:
-        text, raw = open_text(source, given.encoding)
-        with text, raw:
-            head = text.peek(HEADER_PEEK)
-            whole = len(head) < HEADER_PEEK
-    except OSError as exc:
-        raise InputError(f"{name}: cannot read ({said(exc)})") from exc
-    head = head.lstrip(b"\r\n")
-    if not head:
-        raise InputError(f"{name}: the file is empty (no header line)")
-    header = first_line(head)
-    if "\x00" in header:
-        raise InputError(
-            f"{name}: the header line holds NUL bytes, so this is not {text.encoding} text: "
-            "a binary file, or UTF-16 without a byte order mark (then give --encoding "
-            "utf-16-le or utf-16-be)"
-        )
-    if len(header) == len(head.decode("utf-8", "replace")) and not whole:
-        raise InputError(
-            f"{name}: no line break in the first {HEADER_PEEK >> 10} KiB, so no header line: "
-            "this is not a CSV file"
-        )
-    found = sniff_delimiter(header) if given.delimiter is None else None
-    delimiter = given.delimiter or found or delimiter_of(name)
-    dialect = CsvDialect(text.encoding, delimiter, text.bom, sniffed=found is not None)
-    try:  # pyarrow reads the names: quoting and all
-        reader = pacsv.open_csv(
-            pa.BufferReader(head),
-            read_options=pacsv.ReadOptions(use_threads=False),
-            parse_options=pacsv.ParseOptions(
-                delimiter=delimiter, newlines_in_values=True, invalid_row_handler=_skip_row
-            ),
-            convert_options=pacsv.ConvertOptions(column_types={}, strings_can_be_null=False),
-        )
-        return tuple(reader.schema.names), dialect
-    except pa.ArrowInvalid as exc:
-        raise InputError(f"{name}: not a readable CSV file ({said(exc)})") from exc
-
-
-def _skip_row(row: pacsv.InvalidRow) -> str:
-    return "skip"  # reported when the rows are read
+    """The column names and the dialect (encoding, delimiter) of a CSV file."""
+    text, raw = open_text(source, given.encoding)
+    with text, raw:
+        return read_header(text, given, delimiter_of(source.name))
 
 
 def _require_unique(names: Sequence[str], source_name: str) -> None:

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from uploader.batches import Batch, body_size_alone, pack_batches
+from uploader.column_types import check_types
 from uploader.contract import EVENT_NAMES
 from uploader.dialect import CsvDialect
 from uploader.event_ids import DuplicateTracker, Event, assign_event_ids
-from uploader.mapping import MappingPlan, check_types, map_columns, plan_mapping
+from uploader.mapping import MappingPlan, map_columns, plan_mapping
 from uploader.options import Options
 from uploader.progress import Observer, Progress, ReadMeter
 from uploader.read import CHUNK_ROWS, Chunk, DoneRows, Source, read_frames
