@@ -8,6 +8,7 @@ becomes a problem for that row (the validation stage turns it into a reject).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -348,31 +349,35 @@ def _float_ids(column: pa.Array, fp: FieldPlan) -> tuple[pa.Array, int, dict[int
     if not pa.types.is_float64(column.type):  # as written: a float32 0.1 is 0.1
         column = pc.cast(pc.cast(column, pa.string()), pa.float64())
     floats = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
-    problems: dict[int, str] = {}
-    texts: list[str | None] = [None] * len(floats)  # NaN: absent, as pandas writes it
-    normalised = 0
+    present = ~np.isnan(floats)  # NaN: absent, as pandas writes a missing value
     with np.errstate(invalid="ignore"):
-        whole = np.floor(floats) == floats
-    for i in np.flatnonzero(~np.isnan(floats)).tolist():
+        whole = present & (np.floor(floats) == floats)
+    small = whole & (np.abs(floats) < MAX_EXACT_INT)
+    as_int = pc.cast(pa.array(np.where(small, floats, 0).astype(np.int64)), pa.string())
+    texts = pc.if_else(pa.array(small), as_int, pa.scalar(None, pa.string()))
+    fractional = np.flatnonzero(present & ~whole)
+    if len(fractional):  # rare in an id column: the shortest text that reads back
+        shortest = pa.array([repr(float(floats[i])) for i in fractional], pa.string())
+        patch = np.full(len(floats), -1)
+        patch[fractional] = np.arange(len(fractional))
+        texts = pc.if_else(
+            pa.array(patch >= 0), shortest.take(pa.array(np.maximum(patch, 0))), texts
+        )
+    problems: dict[int, str] = {}
+    for i in np.flatnonzero(whole & ~small).tolist():
         value = float(floats[i])
-        if not whole[i]:
-            texts[i] = repr(value)
-        elif abs(value) < MAX_EXACT_INT:
-            texts[i] = str(int(value))
-            normalised += 1
-        else:
-            infinite = value in (float("inf"), float("-inf"))
-            problems[i] = Reason(
-                f"{fp.path} {value!r} (column {fp.column!r}) is not an id: "
-                + (
-                    "an infinite float"
-                    if infinite
-                    else "a float of 2**53 or more, whose digits may have been lost before "
-                    "the export; export the column as text or as integers"
-                ),
-                "an infinite float" if infinite else "a float id of 2**53 or more (digits lost)",
-            )
-    return pa.array(texts, pa.string()), normalised, problems
+        infinite = math.isinf(value)
+        problems[i] = Reason(
+            f"{fp.path} {value!r} (column {fp.column!r}) is not an id: "
+            + (
+                "an infinite float"
+                if infinite
+                else "a float of 2**53 or more, whose digits may have been lost before the "
+                "export; export the column as text or as integers"
+            ),
+            "an infinite float" if infinite else "a float id of 2**53 or more (digits lost)",
+        )
+    return texts, int(small.sum()), problems
 
 
 def _decoded(column: pa.Array, fp: FieldPlan, mapped: MappedChunk) -> pa.Array:
