@@ -12,6 +12,7 @@ import orjson
 import pyarrow as pa
 import pytest
 
+import uploader
 from uploader.cli import main
 from uploader.config import build_config
 from uploader.dialect import DecodedText, sniff_delimiter
@@ -242,3 +243,16 @@ def test_the_header_probe_never_hands_pyarrow_half_a_character(tmp_path, capsys)
     chunks = list(read_frames([source]))
     assert [m[0] for c in chunks for m in c.malformed] == [13_002]
     assert capsys.readouterr().err == ""
+
+
+def test_the_python_api_takes_the_dialect_options(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(
+        "ts;event;sku;user_id;price\r\n2024-05-02T14:38:24Z;view;SKU-1;u1;94,86\r\n".encode(
+            "cp1252"
+        )
+    )
+    check = uploader.validate(path, encoding="cp1252", delimiter=";", decimal=",", progress=False)
+    assert (check.events_valid, check.events_rejected) == (1, 0)
+    assert check.files[0].dialect.describe() == "delimiter ';', encoding cp1252"
+    assert check.sample_payload()[0]["track"][0]["payload"][0]["data"]["price"] == 94.86
