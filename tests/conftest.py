@@ -76,7 +76,7 @@ def run_plan() -> Callable[..., tuple[Tally, list[Any], list[Any]]]:
         batches: list[Any] = []
         rejects: list[Any] = []
         tally = plan_run(
-            resolve_sources(inputs),
+            resolve_sources(inputs, encoding=opts.encoding, delimiter=opts.delimiter),
             opts,
             on_batch=batches.append,
             on_rejects=rejects.extend,

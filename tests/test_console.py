@@ -28,6 +28,7 @@ MIXED = """ts,event,sku,user_id,qty
 """
 VALIDATION = """\
 Read 7 rows from 1 file.
+CSV: delimiter ',' (found in the header line), encoding utf-8.
 Mapping: event from column 'event'; productId <- sku, userId <- user_id, timestamp <- ts, \
 data.quantity <- qty.
 Timestamps: 7 ISO 8601 text with zone.

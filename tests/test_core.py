@@ -46,9 +46,11 @@ def export(write_csv) -> Path:
 
 @pytest.fixture
 def not_utf8(tmp_path) -> Path:
-    """A CSV whose second row is Latin-1: reading it fails after its header is found."""
+    """A CSV whose last row is Latin-1, two megabytes in: reading it fails after its
+    header is found and after the first chunks were read."""
     path = tmp_path / "latin1.csv"
-    path.write_bytes(HEADER.encode() + b"2024-05-02T14:38:24Z,view,S1,caf\xe9\n")
+    good = b"".join(b"2024-05-02T14:38:24Z,view,S%d,u1\n" % i for i in range(60_000))
+    path.write_bytes(HEADER.encode() + good + b"2024-05-02T14:38:24Z,view,S1,caf\xe9\n")
     return path
 
 
@@ -128,7 +130,7 @@ def test_a_validation_that_fails_midway_leaves_no_file(export, not_utf8, tmp_pat
         report=out / "report.json",
         bodies=str(out / "requests.jsonl"),
     )
-    with pytest.raises(InputError, match=f"^{not_utf8}: cannot read "):
+    with pytest.raises(InputError, match=f"^{not_utf8}: not valid utf-8 text at byte offset"):
         core.validate(config)
     assert files_in(out) == ["rejects.csv"]
     assert (out / "rejects.csv").read_text() == "an earlier run's rejects\n"
@@ -248,7 +250,7 @@ def test_an_upload_that_fails_midway_leaves_no_file_and_records_the_failure(
         rejects=out / "rejects.csv",
         report=out / "report.json",
     )
-    with pytest.raises(InputError, match=f"^{not_utf8}: cannot read "):
+    with pytest.raises(InputError, match=f"^{not_utf8}: not valid utf-8 text at byte offset"):
         upload(config)
     assert files_in(out) == []
     checkpoint = Checkpoint(str(tmp_path / "state.db"))

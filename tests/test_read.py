@@ -107,11 +107,12 @@ def test_text_that_is_not_utf8_is_an_input_error_wherever_it_is(write_csv):
     with pytest.raises(InputError) as info:
         list(read_frames(resolve_sources([early])))
     assert str(info.value) == (
-        f"{early}: cannot read (In CSV column #3: Row #3: CSV conversion error to string: "
-        "invalid UTF8 data)"
+        f"{early}: not valid utf-8 text at byte offset 82 (line 3): bytes ff (invalid start "
+        "byte); if the file is text in another encoding, give it with --encoding (e.g. "
+        "--encoding cp1252 for Excel on Windows, --encoding utf-16)"
     )
     late = write_csv(header + row * 40_000, "late.csv")  # past the first 1 MiB block
     with open(late, "ab") as fh:
         fh.write(b"2024-05-02T14:38:25Z,view,S2,\xff\xfe\n")
-    with pytest.raises(InputError, match=f"^{late}: cannot read past this point"):
+    with pytest.raises(InputError, match=f"^{late}: not valid utf-8 text at byte offset"):
         list(read_frames(resolve_sources([late])))

@@ -114,3 +114,10 @@ def test_duplicate_given_event_id_is_rejected_on_its_second_use(write_csv, run_p
     assert [item["eventId"] for _, item in items(batches)] == ["a", "b"]
     assert [(r.row, r.field) for r in rejects] == [(3, "eventId")]
     assert "also used by" in rejects[0].reason and "row 1" in rejects[0].reason
+
+
+def test_an_ignored_row_is_only_ignored_whatever_else_is_wrong_with_it(write_csv, run_plan):
+    path = write_csv(HEADER + GOOD + "\n" + "not a date,skip,,,,,\n")
+    tally, _, rejects = run_plan([path], event_map=["skip=ignore"])
+    assert rejects == []
+    assert (tally.rows_read, tally.events_valid, tally.rows_ignored) == (2, 1, 1)

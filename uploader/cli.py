@@ -150,6 +150,24 @@ def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
         "--timezone", metavar="TZ", help="zone of timestamps written without one (default UTC)"
     )
     mapping.add_argument(
+        "--encoding",
+        metavar="ENC",
+        help="encoding of CSV files (default utf-8; a byte order mark wins), e.g. cp1252, "
+        "latin-1, utf-16",
+    )
+    mapping.add_argument(
+        "--delimiter",
+        metavar="CHAR",
+        help="delimiter of CSV files: one character, or 'tab' (default: found in each "
+        "file's header line among , ; tab |, and reported)",
+    )
+    mapping.add_argument(
+        "--decimal",
+        metavar="MARK",
+        help="decimal mark of numbers written as text: '.' (default) or ',' for 94,86 as "
+        "European Excel writes",
+    )
+    mapping.add_argument(
         "--no-timestamp",
         action="store_true",
         default=None,

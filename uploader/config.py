@@ -136,7 +136,8 @@ def build_config(
     )
     from uploader.inputs import resolve_inputs  # pyarrow: only once the options are sound
 
-    sources = tuple(resolve_inputs(inputs))
+    mapping = settings.mapping
+    sources = tuple(resolve_inputs(inputs, encoding=mapping.encoding, delimiter=mapping.delimiter))
     given = {k: v for k, v in options.items() if v is not None}
     destination = _destination(given, env) if command == "upload" else None
     return RunConfig(sources, settings.mapping, settings.outputs, settings.sending, destination)

@@ -213,6 +213,7 @@ def format_result(result: ValidationResult) -> str:
 def format_summary(result: ValidationResult, *, planned: bool = True) -> str:
     """A plan a person can read: what was read, how it was mapped, what would be sent."""
     lines = [f"Read {result.rows_read:,} rows from {_plural(len(result.files), 'file')}."]
+    lines.extend(_dialect_lines(result))
     seen_plans: list[Any] = []
     for file in result.files:
         plan = file.plan
@@ -268,6 +269,16 @@ def format_summary(result: ValidationResult, *, planned: bool = True) -> str:
     if planned:
         lines.append(f"Requests: {result.requests:,} ({result.request_bytes:,} bytes of JSON)")
     return "\n".join(lines)
+
+
+def _dialect_lines(result: ValidationResult) -> list[str]:
+    """How the CSV files were read: one line if they were all read alike, else one each."""
+    dialects = [(f.name, f.dialect) for f in result.files if f.dialect is not None]
+    if not dialects:
+        return []
+    if len({d for _, d in dialects}) == 1:
+        return [f"CSV: {dialects[0][1].describe()}."]
+    return [f"CSV ({os.path.basename(name)}): {d.describe()}." for name, d in dialects]
 
 
 def format_upload(result: UploadResult) -> str:

@@ -349,7 +349,8 @@ def _read_figures(tally: Tally, options: Options) -> dict[str, Any]:
             for cause, count in tally.reject_causes.most_common()
         ),
         "files": tuple(
-            FileFigures(name, rows, tally.plans[name]) for name, rows in tally.files.items()
+            FileFigures(name, rows, tally.plans[name], tally.dialects.get(name))
+            for name, rows in tally.files.items()
         ),
         "timestamps": dict(tally.timestamps.most_common()),
         "timezone": options.timezone,

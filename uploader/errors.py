@@ -4,6 +4,11 @@ row or option at fault and what to do, and never contains the API key or a whole
 from __future__ import annotations
 
 
+def said(exc: BaseException) -> str:
+    """What a library said, on one line, to quote in a message."""
+    return " ".join(str(exc).split())
+
+
 class UploaderError(Exception):
     """Base of every error the uploader raises on purpose."""
 

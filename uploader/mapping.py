@@ -8,18 +8,18 @@ becomes a problem for that row (the validation stage turns it into a reject).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from uploader.contract import EVENT_NAMES, canonical_event_name
 from uploader.errors import ConfigError, InputError
+from uploader.numbers import read_numbers
 from uploader.options import IGNORE, Options
 from uploader.read import Chunk
 from uploader.reasons import Reason
@@ -72,7 +72,7 @@ TARGETS = (
 EVENT_COLUMN_ALIASES = ("eventtype", "event", "eventname", "type", "action", "interactiontype")
 # data.<key> types when the mapping does not say: amounts are numbers, *Id keys are ids.
 NUMBER_KEYS = ("price", "value", "amount", "revenue", "total", "discount", "tax", "shipping")
-_INTEGRAL_TEXT = r"^([+-]?\d+)\.0+$"
+_INTEGRAL_TEXT = {".": r"^([+-]?\d+)\.0+$", ",": r"^([+-]?\d+),0+$"}  # by decimal mark
 # Integers beyond 2**53 do not survive a round trip through a JSON double: keep them exact.
 MAX_EXACT_INT = 2**53
 
@@ -244,9 +244,11 @@ def map_columns(chunk: Chunk, plan: MappingPlan, options: Options) -> MappedChun
     names = pa.array([plan.event] * n, pa.string()) if plan.event else pa.nulls(n, pa.string())
     mapped = MappedChunk(chunk, names, {}, {})
     if plan.event_column is not None:
-        _map_event_names(chunk.table.column(plan.event_column), plan, mapped)
+        event = FieldPlan("name", plan.event_column, "string", False)
+        column = _decoded(chunk.table.column(plan.event_column).combine_chunks(), event, mapped)
+        _map_event_names(column, plan, mapped)
     for fp in plan.fields:
-        column = chunk.table.column(fp.column).combine_chunks()
+        column = _decoded(chunk.table.column(fp.column).combine_chunks(), fp, mapped)
         if fp.kind == "timestamp":
             result = to_epoch_ms(
                 column,
@@ -259,11 +261,14 @@ def map_columns(chunk: Chunk, plan: MappingPlan, options: Options) -> MappedChun
                 mapped.timestamp_methods[key] = mapped.timestamp_methods.get(key, 0) + count
             _note(mapped, fp.path, result.problems)
         elif fp.kind == "id":
-            ids, normalised = _ids(column)
+            ids, normalised, problems = _ids(column, fp, options.decimal)
             mapped.values[fp.path] = ids
             mapped.normalised_ids += normalised
+            _note(mapped, fp.path, problems)
         elif fp.kind in ("number", "integer"):
-            numbers, problems = _numbers(column, fp)
+            numbers, problems = read_numbers(
+                column, path=fp.path, name=fp.column, kind=fp.kind, decimal=options.decimal
+            )
             mapped.values[fp.path] = numbers
             _note(mapped, fp.path, problems)
         elif fp.kind == "boolean":
@@ -286,8 +291,8 @@ def _blank_to_null(text: pa.Array) -> pa.Array:
     )
 
 
-def _map_event_names(column: pa.ChunkedArray, plan: MappingPlan, mapped: MappedChunk) -> None:
-    text = pc.utf8_trim_whitespace(pc.cast(column.combine_chunks(), pa.string()))
+def _map_event_names(column: pa.Array, plan: MappingPlan, mapped: MappedChunk) -> None:
+    text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
     encoded = text.dictionary_encode()
     explicit = dict(plan.event_map)
     lowered = {raw.lower(): name for raw, name in plan.event_map}
@@ -320,68 +325,88 @@ def _map_event_names(column: pa.ChunkedArray, plan: MappingPlan, mapped: MappedC
             )
 
 
-def _ids(column: pa.Array) -> tuple[pa.Array, int]:
+def _ids(
+    column: pa.Array, fp: FieldPlan, decimal: str = "."
+) -> tuple[pa.Array, int, dict[int, str]]:
+    """Ids as text: trimmed; whole floats (17850.0, or 17850,0 with --decimal ,) as
+    integers, counted. A float id that
+    is infinite, or of 2**53 or more (its digits may have been lost before the export),
+    is a problem, not an id."""
     kind = column.type
     if pa.types.is_floating(kind):
-        floats = pc.if_else(pc.is_nan(column), pa.scalar(None, kind), column)
-        integral = pc.fill_null(pc.equal(pc.floor(floats), floats), False)
-        small = pc.less(pc.abs(floats), float(MAX_EXACT_INT))
-        whole = pc.fill_null(pc.and_(integral, small), False)
-        normalised = pc.sum(whole).as_py() or 0
-        as_int = pc.cast(pc.cast(pc.if_else(whole, floats, 0.0), pa.int64()), pa.string())
-        other = pa.array([None if v is None else repr(v) for v in floats.to_pylist()], pa.string())
-        return pc.if_else(whole, as_int, other), normalised
-    text = column if pa.types.is_string(kind) else pc.cast(column, pa.string())
-    text = pc.utf8_trim_whitespace(text)
-    integral = pc.match_substring_regex(text, _INTEGRAL_TEXT)
+        return _float_ids(column, fp)
+    if not pa.types.is_string(kind):  # numbers as Arrow writes them: with a point
+        column, decimal = pc.cast(column, pa.string()), "."
+    text = pc.utf8_trim_whitespace(column)
+    integral = pc.match_substring_regex(text, _INTEGRAL_TEXT[decimal])
     normalised = pc.sum(integral).as_py() or 0
     if normalised:
-        text = pc.replace_substring_regex(text, _INTEGRAL_TEXT, r"\1")
-    return _blank_to_null(text), normalised
+        text = pc.replace_substring_regex(text, _INTEGRAL_TEXT[decimal], r"\1")
+    return _blank_to_null(text), normalised, {}
+
+
+def _float_ids(column: pa.Array, fp: FieldPlan) -> tuple[pa.Array, int, dict[int, str]]:
+    if not pa.types.is_float64(column.type):  # as written: a float32 0.1 is 0.1
+        column = pc.cast(pc.cast(column, pa.string()), pa.float64())
+    floats = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+    present = ~np.isnan(floats)  # NaN: absent, as pandas writes a missing value
+    with np.errstate(invalid="ignore"):
+        whole = present & (np.floor(floats) == floats)
+    small = whole & (np.abs(floats) < MAX_EXACT_INT)
+    as_int = pc.cast(pa.array(np.where(small, floats, 0).astype(np.int64)), pa.string())
+    texts = pc.if_else(pa.array(small), as_int, pa.scalar(None, pa.string()))
+    fractional = np.flatnonzero(present & ~whole)
+    if len(fractional):  # rare in an id column: the shortest text that reads back
+        shortest = pa.array([repr(float(floats[i])) for i in fractional], pa.string())
+        patch = np.full(len(floats), -1)
+        patch[fractional] = np.arange(len(fractional))
+        texts = pc.if_else(
+            pa.array(patch >= 0), shortest.take(pa.array(np.maximum(patch, 0))), texts
+        )
+    problems: dict[int, str] = {}
+    for i in np.flatnonzero(whole & ~small).tolist():
+        value = float(floats[i])
+        infinite = math.isinf(value)
+        problems[i] = Reason(
+            f"{fp.path} {value!r} (column {fp.column!r}) is not an id: "
+            + (
+                "an infinite float"
+                if infinite
+                else "a float of 2**53 or more, whose digits may have been lost before the "
+                "export; export the column as text or as integers"
+            ),
+            "an infinite float" if infinite else "a float id of 2**53 or more (digits lost)",
+        )
+    return texts, int(small.sum()), problems
+
+
+def _decoded(column: pa.Array, fp: FieldPlan, mapped: MappedChunk) -> pa.Array:
+    """Dictionary columns as their values; binary ones (strings written without their
+    UTF-8 annotation) as text, a value that is not UTF-8 being a problem for its row."""
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    if not (pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
+        return column
+    try:
+        return pc.cast(column, pa.string())
+    except pa.ArrowInvalid:
+        texts: list[str | None] = []
+        for i, value in enumerate(column.to_pylist()):
+            try:
+                texts.append(None if value is None else value.decode("utf-8"))
+            except UnicodeDecodeError:
+                texts.append(None)
+                reason = Reason(
+                    f"{fp.path} (column {fp.column!r}) is binary data that is not UTF-8 text",
+                    "binary data that is not UTF-8 text",
+                )
+                mapped.problems.setdefault(i, (fp.path, reason))
+        return pa.array(texts, pa.string())
 
 
 def _strings(column: pa.Array) -> pa.Array:
     text = column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
     return _blank_to_null(text)
-
-
-def _numbers(column: pa.Array, fp: FieldPlan) -> tuple[pa.Array, dict[int, str]]:
-    """Numbers as int64 (whole) or float64; unreadable, non-finite or (for integer fields)
-    fractional values become problems."""
-    problems: dict[int, str] = {}
-    if pa.types.is_integer(column.type):
-        return pc.cast(column, pa.int64()), problems
-    if pa.types.is_floating(column.type) or pa.types.is_decimal(column.type):
-        floats = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
-        present = ~np.isnan(floats)
-        shown: pa.Array | None = None
-    else:
-        shown = _blank_to_null(pc.utf8_trim_whitespace(pc.cast(column, pa.string())))
-        present = ~np.asarray(shown.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        try:  # Arrow reads a column of plain numbers at a tenth of pandas' cost
-            parsed = pc.cast(shown, pa.float64()).to_numpy(zero_copy_only=False)
-            floats = np.asarray(parsed, dtype=np.float64)
-        except pa.ArrowInvalid:  # something else in it: pandas reads value by value
-            series = pd.Series(shown.to_numpy(zero_copy_only=False), dtype=object)
-            floats = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
-
-    def value(i: int) -> Any:  # as the row has it, for the reason
-        return floats[i] if shown is None else shown[i].as_py()
-
-    finite = present & np.isfinite(floats)
-    for i in np.flatnonzero(present & ~finite).tolist():
-        problems[i] = Reason(
-            f"{fp.path} {value(i)!r} (column {fp.column!r}) is not a number", "not a number"
-        )
-    if fp.kind == "integer":
-        fractional = finite & (np.floor(floats) != floats)
-        for i in np.flatnonzero(fractional).tolist():
-            problems[i] = Reason(
-                f"{fp.path} {value(i)!r} (column {fp.column!r}) is not a whole number",
-                "not a whole number",
-            )
-        finite &= ~fractional
-    return pa.array(floats, pa.float64(), mask=~finite), problems
 
 
 _TRUE = {"true", "t", "yes", "y", "1"}

@@ -7,6 +7,7 @@ anything is read.
 
 from __future__ import annotations
 
+import codecs
 import numbers
 import re
 import tomllib
@@ -26,6 +27,10 @@ TIMESTAMP_UNITS = ("s", "ms", "us", "ns")
 VALUE_TYPES = ("string", "number", "integer", "boolean")
 # Event-map value that leaves rows of that raw event out on purpose (counted, not rejected).
 IGNORE = "ignore"
+DEFAULT_ENCODING = "utf-8"
+DECIMAL_MARKS = (".", ",")
+# Names a delimiter can be given by, for the ones awkward to type in a shell or TOML.
+DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 
 _DATA_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -52,8 +57,14 @@ class Options:
     keep_duplicates: bool = False
     batch_size: int = DEFAULT_BATCH_SIZE
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    encoding: str = DEFAULT_ENCODING  # of CSV files; a byte order mark wins
+    delimiter: str | None = None  # of CSV files; None: found in each file's header line
+    decimal: str = "."  # decimal mark of numbers written as text: "." or ","
 
     def __post_init__(self) -> None:
+        if self.delimiter is not None:
+            named = DELIMITER_NAMES.get(str(self.delimiter).lower(), self.delimiter)
+            object.__setattr__(self, "delimiter", named)
         _check(self)
 
 
@@ -160,6 +171,7 @@ def _check(options: Options) -> None:
             f"--timezone {options.timezone!r} is not a known time zone; "
             "use an IANA name such as UTC or Europe/London"
         ) from exc
+    _check_dialect(options)
     if options.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, not {options.batch_size}")
     if options.max_request_bytes < 1024:
@@ -192,6 +204,28 @@ def _check_types(options: Options) -> None:
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def _check_dialect(options: Options) -> None:
+    try:
+        codecs.lookup(options.encoding)
+    except (LookupError, TypeError) as exc:
+        raise ConfigError(
+            f"--encoding {options.encoding!r} is not an encoding Python knows; e.g. utf-8, "
+            "cp1252 (Excel on Windows), latin-1, utf-16"
+        ) from exc
+    delimiter = options.delimiter
+    if delimiter is not None and (
+        not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n'
+    ):
+        raise ConfigError(
+            f"--delimiter {delimiter!r}: give one character, e.g. ';' or '|', or 'tab'"
+        )
+    if options.decimal not in DECIMAL_MARKS:
+        raise ConfigError(
+            f"--decimal {options.decimal!r}: the decimal mark is '.' or ',' (',' for numbers "
+            "written 94,86)"
+        )
 
 
 def _check_field(fm: FieldMap) -> None:

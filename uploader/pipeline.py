@@ -16,6 +16,8 @@ import numpy as np
 
 from uploader.batches import Batch, pack_batches
 from uploader.build import Built
+from uploader.column_types import check_types
+from uploader.dialect import CsvDialect
 from uploader.event_ids import DuplicateTracker, settle_events
 from uploader.events import Events
 from uploader.mapping import MappingPlan, plan_mapping
@@ -51,6 +53,7 @@ class Tally:
     reject_examples: dict[str, list[RowReject]] = field(default_factory=dict)
     timestamps: Counter[str] = field(default_factory=Counter)
     plans: dict[str, MappingPlan] = field(default_factory=dict)
+    dialects: dict[str, CsvDialect] = field(default_factory=dict)  # of the CSV files
     files: dict[str, int] = field(default_factory=dict)
 
     def add_rejects(self, rejects: Sequence[RowReject]) -> None:
@@ -91,6 +94,7 @@ def plan_sources(sources: Sequence[Source], options: Options) -> dict[str, Mappi
         if source.columns not in by_columns:
             by_columns[source.columns] = plan_mapping(source.columns, options, source.name)
         plans[source.name] = by_columns[source.columns]
+        check_types(plans[source.name], source)
     return plans
 
 
@@ -110,6 +114,8 @@ def prepare_events(
     for source in sources:
         tally.plans[source.name] = plans[source.name]
         tally.files[source.name] = 0
+        if source.dialect is not None:
+            tally.dialects[source.name] = source.dialect
     owned = tracker is None
     tracker = tracker or DuplicateTracker(options.keep_duplicates)
     try:

@@ -8,7 +8,7 @@ stage decides what each value means.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,8 +18,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from uploader.errors import InputError
-from uploader.inputs import CSV_BLOCK_BYTES, Source, delimiter_of, open_text, resolve_sources
+from uploader.dialect import CsvDialect, DecodedText
+from uploader.errors import InputError, said
+from uploader.inputs import CSV_BLOCK_BYTES, Source, open_text, resolve_sources
 
 __all__ = ["CHUNK_ROWS", "Chunk", "Source", "read_frames", "resolve_sources"]
 
@@ -28,6 +29,11 @@ __all__ = ["CHUNK_ROWS", "Chunk", "Source", "read_frames", "resolve_sources"]
 CHUNK_ROWS = 16_384
 # Longest part of a malformed CSV line quoted back in a reject.
 RAW_LINE_PREVIEW = 200
+# Line breaks inside one malformed row from which its reject asks about an unclosed quote.
+RUN_ON_LINES = 10
+# A row must fit in one parser block: blocks grow eightfold, up to this, to hold a longer
+# one (a 10 MB description reads). A row longer still is almost always a quote never closed.
+MAX_CSV_BLOCK_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -62,45 +68,74 @@ def read_frames(
 
 
 def _read_csv(source: Source, chunk_rows: int) -> Iterator[Chunk]:
+    """The chunks of a CSV file. A row longer than a parser block makes pyarrow stop: the
+    file is then parsed again with larger blocks, from the start, and what was yielded
+    already is left out."""
+    block_size = CSV_BLOCK_BYTES
+    last_row = 0  # the last good row yielded: every good row up to it was
+    yielded_bad: set[int] = set()  # malformed rows yielded
+    while True:
+        try:
+            for chunk in _parse_csv(source, chunk_rows, block_size):
+                if block_size > CSV_BLOCK_BYTES:
+                    chunk = _unseen(chunk, last_row, yielded_bad)
+                    if not chunk.table.num_rows and not chunk.malformed:
+                        continue
+                if chunk.table.num_rows:
+                    last_row = chunk.rows[-1].as_py()
+                yielded_bad.update(row for row, _ in chunk.malformed)
+                yield chunk
+            return
+        except _RowTooLong as exc:
+            if block_size >= MAX_CSV_BLOCK_BYTES:
+                raise InputError(_too_long_message(source.name, exc.after)) from exc.__cause__
+            block_size *= 8
+        except (pa.ArrowInvalid, OSError) as exc:  # opening: _batches says how far it came
+            raise InputError(f"{source.name}: cannot read ({said(exc)})") from exc
+
+
+class _RowTooLong(Exception):
+    """A row does not fit in one parser block; `after` rows were parsed before it."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__(after)
+        self.after = after
+
+
+def _parse_csv(source: Source, chunk_rows: int, block_size: int) -> Iterator[Chunk]:
     bad: list[tuple[int, str]] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
         # With use_threads=False pyarrow numbers records from 1 at the header line.
         number = (row.number or 0) - 1
         text = row.text if len(row.text) <= RAW_LINE_PREVIEW else row.text[:RAW_LINE_PREVIEW] + "…"
-        bad.append(
-            (number, f"expected {row.expected_columns} columns, found {row.actual_columns}: {text}")
-        )
+        found = f"expected {row.expected_columns} columns, found {row.actual_columns}"
+        lines = row.text.count("\n")
+        if lines >= RUN_ON_LINES:  # the rest of the file may be in it: say so
+            found += f" (its quoted value runs over {lines + 1:,} lines: a quote never closed?)"
+        bad.append((number, f"{found}: {text}"))
         return "skip"
 
-    stream, raw = open_text(source)
+    dialect = source.dialect or CsvDialect()
+    text, raw = open_text(source, dialect.encoding)
     try:
-        try:  # opening parses the first block: its errors come from here, not from reading
-            reader = pacsv.open_csv(
-                stream,
-                read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
-                parse_options=pacsv.ParseOptions(
-                    delimiter=delimiter_of(source.name),
-                    newlines_in_values=True,
-                    invalid_row_handler=on_invalid,
-                ),
-                convert_options=pacsv.ConvertOptions(
-                    column_types={name: pa.string() for name in _file_columns(source)},
-                    strings_can_be_null=False,
-                ),
-            )
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise InputError(f"{source.name}: cannot read ({exc})") from exc
+        columns = {name: pa.string() for name in _file_columns(source)}
+        try:
+            reader = _open_csv(text, dialect.delimiter, block_size, on_invalid, columns)
+        except pa.ArrowInvalid as exc:
+            if _row_too_long(exc):
+                raise _RowTooLong(0) from exc
+            raise
         numbering = _RowNumbering()
         consumed = 0  # bytes of text parsed so far (the reader reads megabytes ahead)
         previous: Chunk | None = None  # held back one batch: the last one ends the file
-        for batch in _rebatch(_batches_or_input_error(reader, source.name), chunk_rows):
+        for batch in _rebatch(_batches_or_input_error(reader, source), chunk_rows):
             skipped = numbering.note_skipped(bad)
             bad.clear()
             rows = numbering.take(batch.num_rows)
             table = _with_partitions(pa.Table.from_batches([batch]), source)
             consumed += _text_bytes(batch)
-            position = _position(consumed, stream, raw)
+            position = _position(consumed, text.consumed, raw)
             if previous is not None:
                 yield previous
             previous = Chunk(source, table, rows, tuple(skipped), position)
@@ -118,7 +153,7 @@ def _read_csv(source: Source, chunk_rows: int) -> Iterator[Chunk]:
                 source.size,
             )
     finally:
-        stream.close()
+        text.close()
         raw.close()
 
 
@@ -128,17 +163,62 @@ def _text_bytes(batch: pa.RecordBatch) -> int:
     return int(values + batch.num_rows * batch.num_columns)
 
 
-def _position(consumed: int, stream: pa.NativeFile, raw: pa.NativeFile) -> int:
-    """How far into the file as stored the parsed rows reach: the text consumed, scaled to
-    the stored bytes when the file is compressed (the reader's own position runs ahead)."""
+def _position(consumed: int, text_read: int, raw: pa.NativeFile) -> int:
+    """How far into the file as stored the parsed rows reach: the share of the text read so
+    far that they took, of the stored bytes read so far (the parser reads ahead of them;
+    a compressed file's stored bytes are fewer than its text's)."""
     stored = int(raw.tell())
-    if stream is raw:
-        return min(consumed, stored)
-    try:
-        text_read = int(stream.tell())
-    except (OSError, pa.ArrowNotImplementedError):  # some codecs cannot say
-        return stored
     return min(stored, round(stored * consumed / text_read)) if text_read else 0
+
+
+def _unseen(chunk: Chunk, last_row: int, yielded_bad: set[int]) -> Chunk:
+    """What of a chunk parsed again was not yielded before."""
+    keep = pc.greater(chunk.rows, last_row)
+    malformed = tuple(m for m in chunk.malformed if m[0] not in yielded_bad)
+    return replace(
+        chunk, table=chunk.table.filter(keep), rows=chunk.rows.filter(keep), malformed=malformed
+    )
+
+
+def _open_csv(
+    text: DecodedText,
+    delimiter: str,
+    block_size: int,
+    on_invalid: Callable[[pacsv.InvalidRow], str],
+    column_types: Mapping[str, pa.DataType] | None = None,
+) -> Any:
+    """pyarrow's streaming CSV reader over decoded text (every column text, when typed)."""
+    return pacsv.open_csv(
+        pa.PythonFile(text, mode="r"),
+        read_options=pacsv.ReadOptions(block_size=block_size, use_threads=False),
+        parse_options=pacsv.ParseOptions(
+            delimiter=delimiter, newlines_in_values=True, invalid_row_handler=on_invalid
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict(column_types or {}), strings_can_be_null=False
+        ),
+    )
+
+
+def _row_too_long(exc: BaseException) -> bool:
+    """pyarrow's way of saying that a row does not fit in one block."""
+    text = str(exc)
+    return isinstance(exc, pa.ArrowInvalid) and (
+        "straddl" in text or "cannot infer number of columns" in text
+    )
+
+
+def _too_long_message(name: str, after_row: int) -> str:
+    where = f"after row {after_row:,}" if after_row else "at the start of the file"
+    return (
+        f"{name}: a row {where} is longer than {_mib(MAX_CSV_BLOCK_BYTES)}. This is "
+        'almost always a quote (") opened and never closed, which makes the rest of the '
+        "file one field: check the quoting there"
+    )
+
+
+def _mib(size: int) -> str:
+    return f"{size >> 20} MiB" if size >= 1 << 20 else f"{size >> 10} KiB"
 
 
 class _RowNumbering:
@@ -170,14 +250,22 @@ class _RowNumbering:
         return pa.array(numbers, pa.int64())
 
 
-def _batches_or_input_error(reader: Any, name: str) -> Iterator[pa.RecordBatch]:
+def _batches_or_input_error(reader: Any, source: Source) -> Iterator[pa.RecordBatch]:
+    """The parser's batches; what stops it is an InputError saying about how far it came
+    (in rows parsed), but for a row too long for a block, which the caller deals with."""
+    rows = 0
     while True:
         try:
             batch = reader.read_next_batch()
         except StopIteration:
             return
-        except (pa.ArrowInvalid, OSError, EOFError) as exc:
-            raise InputError(f"{name}: cannot read past this point ({exc})") from exc
+        except pa.ArrowInvalid as exc:
+            if _row_too_long(exc):
+                raise _RowTooLong(rows) from exc
+            raise InputError(f"{source.name}: cannot read past row {rows:,} ({said(exc)})") from exc
+        except (OSError, EOFError) as exc:
+            raise InputError(f"{source.name}: cannot read past row {rows:,} ({said(exc)})") from exc
+        rows += batch.num_rows
         yield batch
 
 
@@ -220,7 +308,7 @@ def _read_parquet(
                 table = _with_partitions(pa.Table.from_batches([batch]), source)
                 yield Chunk(source, table, rows, bytes_done=position)
     except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{source.name}: cannot read Parquet data ({exc})") from exc
+        raise InputError(f"{source.name}: cannot read Parquet data ({said(exc)})") from exc
     finally:
         handle.close()
 

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import pandas as pd
 
+from uploader.dialect import CsvDialect
 from uploader.mapping import MappingPlan
 from uploader.validation import RowReject
 
@@ -56,6 +57,7 @@ class FileFigures:
     name: str
     rows: int
     plan: MappingPlan
+    dialect: CsvDialect | None = None  # CSV: the encoding and delimiter it was read with
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,6 +67,7 @@ class FileFigures:
             "event": self.plan.event,
             "event_column": self.plan.event_column,
             "columns_not_sent": list(self.plan.ignored),
+            **({"csv": self.dialect.to_json()} if self.dialect is not None else {}),
         }
 
 

@@ -26,7 +26,11 @@ UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": 
 # Milliseconds per unit, as a divisor for integers (us, ns) or a factor for floats (s).
 _MS_FACTOR = {"s": 1000.0, "ms": 1.0, "us": 1e-3, "ns": 1e-6}
 _INT_DIVISOR = {"ms": 1, "us": 1000, "ns": 1_000_000}
-EPOCH = pd.Timestamp(0, tz="UTC")
+_MS_PER_DAY = 86_400_000
+# Seconds beyond which a timestamp is clipped before scaling (about 3 million years).
+_FAR_S = 10**14
+# More than any zone's offset from UTC: wall times this far outside the window stay out.
+_ZONE_SLACK_MS = 2 * _MS_PER_DAY
 # A zone designator after a time of day (a bare date like 2024-05-02 has none).
 _OFFSET = r"\d:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[+-]\d{2}(:?\d{2})?|UTC|GMT)$"
 # Arrow's time zone rules stop at the end of the tz database's explicit transitions (2037)
@@ -73,20 +77,52 @@ def describe_window(ms: int) -> str:
 
 
 def _from_temporal(column: pa.Array, timezone: str) -> TimestampResult:
-    series = column.to_pandas()
-    label = f"{column.type}"
-    if pa.types.is_date(column.type):
-        series = pd.to_datetime(series)
-    if getattr(series.dt, "tz", None) is None:
-        series = _localize(series, timezone)
+    """Arrow dates and timestamps of any unit and zone, in integer arithmetic: no instant is
+    too far for it (pandas stops at the years 1677 and 2262)."""
+    kind = column.type
+    present = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    label = f"{kind}"
+    if pa.types.is_date32(kind):
+        days = np.asarray(column.cast(pa.int32()).fill_null(0).to_numpy(), dtype=np.int64)
+        millis = days * _MS_PER_DAY
+    else:
+        ticks = column.cast(pa.int64()).fill_null(0).to_numpy()
+        unit = "ms" if pa.types.is_date64(kind) else kind.unit
+        millis = _ticks_to_ms(np.asarray(ticks, dtype=np.int64), unit)
+    if pa.types.is_date(kind) or kind.tz is None:  # wall times: in the configured zone
         label += f", read as {timezone}"
-    millis, present = _series_to_ms(series)
+        millis = _wall_to_utc(millis, present, timezone)
     return _in_window(millis, present, None, {label: int(present.sum())}, None)
+
+
+def _ticks_to_ms(ticks: np.ndarray, unit: str) -> np.ndarray:
+    """Epoch ticks to milliseconds, flooring (the same instant gives the same ms from
+    every unit); seconds far out of range are clipped first, so that they cannot wrap."""
+    if unit == "s":
+        return np.asarray(np.clip(ticks, -_FAR_S, _FAR_S) * 1000, dtype=np.int64)
+    return np.asarray(ticks // _INT_DIVISOR[unit], dtype=np.int64)
+
+
+def _wall_to_utc(millis: np.ndarray, present: np.ndarray, timezone: str) -> np.ndarray:
+    """Wall-clock milliseconds read in `timezone`, as UTC. Values far outside the window
+    stay as they are: they are refused as outside it in any zone."""
+    if timezone == "UTC":
+        return millis
+    near = present & (millis > MIN_TIMESTAMP_MS - _ZONE_SLACK_MS)
+    near &= millis < MAX_TIMESTAMP_MS + _ZONE_SLACK_MS
+    if near.any():
+        wall = pd.Series(pd.to_datetime(millis[near], unit="ms"))
+        utc, _ = _series_to_ms(_localize(wall, timezone))
+        millis = millis.copy()
+        millis[near] = utc
+    return millis
 
 
 def _from_epoch(column: pa.Array, unit: str | None) -> TimestampResult:
     present = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
     if pa.types.is_integer(column.type):
+        if column.type == pa.uint64() and (pc.max(column).as_py() or 0) >= 2**63:
+            return _from_epoch(pc.cast(column, pa.float64(), safe=False), unit)  # int64 wraps
         values = np.asarray(column.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
         return _scale_epoch(values.astype(np.float64), values, present, unit)
     floats = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
@@ -238,7 +274,8 @@ def _iso_fast(text: pa.Array, timezone: str) -> TimestampResult | None:
         label = f"ISO 8601 text without zone, read as {timezone}"
         if timezone == "UTC":
             return _fast_result(naive, label, n)
-        if pc.max(naive).as_py() < _ARROW_ZONES_END:
+        latest = pc.max(naive).as_py()
+        if latest is None or latest < _ARROW_ZONES_END:
             # A wall time that occurs twice (autumn) is read as the first; one that does
             # not exist (spring) as the first instant after the gap, as _localize does.
             local = pc.assume_timezone(naive, timezone, ambiguous="earliest", nonexistent="latest")
@@ -275,11 +312,14 @@ def _localize(series: pd.Series, timezone: str) -> pd.Series:
 
 
 def _series_to_ms(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    # Floor division truncates sub-millisecond parts the same way for every source unit.
-    ms = (series.dt.tz_convert("UTC") - EPOCH) // pd.Timedelta(milliseconds=1)
-    present = ms.notna().to_numpy()
-    values = ms.fillna(0).to_numpy(dtype=np.float64).astype(np.int64)
-    return values, present
+    """Epoch milliseconds of zoned date-times, in integer arithmetic in the series' own unit:
+    pandas parses text far from now (year 1, 9999) in microseconds or seconds, and going
+    through nanoseconds would overflow."""
+    values = series.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    present = ~np.isnat(values)
+    unit = np.datetime_data(values.dtype)[0]
+    ticks = np.where(present, values.astype(np.int64), 0)
+    return _ticks_to_ms(ticks, unit), present
 
 
 def _in_window(

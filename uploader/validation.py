@@ -40,8 +40,6 @@ def validate_rows(mapped: MappedChunk, plan: MappingPlan) -> tuple[np.ndarray, l
     n = len(mapped.names)
     values = mapped.values
     failed: dict[int, tuple[str, str]] = dict(mapped.problems)
-    for i in mapped.ignored:
-        failed.pop(i, None)
     product = values.get(PRODUCT_FIELD)
     column = plan.column_of(PRODUCT_FIELD)
     _fail(failed, _nulls(product, n), PRODUCT_FIELD, f"productId is blank (column {column!r})")
@@ -68,6 +66,8 @@ def validate_rows(mapped: MappedChunk, plan: MappingPlan) -> tuple[np.ndarray, l
             shown = _shown(quantities[i].as_py())
             reason = Reason(f"quantity {shown} is not a positive integer", "not a positive integer")
             failed.setdefault(i, ("data.quantity", reason))
+    for i in mapped.ignored:  # left out on purpose: counted as ignored, whatever else
+        failed.pop(i, None)
     names_missing = _nulls(mapped.names, n)
     ok = ~names_missing
     if failed:
@@ -95,5 +95,13 @@ def _shown(value: Any) -> str:
 
 def reject_row(mapped: MappedChunk, i: int, field_name: str, reason: str) -> RowReject:
     chunk = mapped.chunk
-    original = {name: chunk.table.column(name)[i].as_py() for name in chunk.table.column_names}
+    original = {name: _value(chunk.table.column(name)[i]) for name in chunk.table.column_names}
     return RowReject(chunk.source.name, chunk.rows[i].as_py(), field_name, reason, original)
+
+
+def _value(scalar: pa.Scalar) -> Any:
+    try:
+        return scalar.as_py()
+    except (OverflowError, ValueError, pa.ArrowException):
+        # A timestamp beyond Python's datetime (year 9999): its number, with its type.
+        return f"{getattr(scalar, 'value', scalar)} ({scalar.type})"
