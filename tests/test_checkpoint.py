@@ -1,15 +1,19 @@
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from uploader.checkpoint import Checkpoint, RowSet, decode_runs, encode_runs
+from uploader.checkpoint import SCHEMA_VERSION, Checkpoint, RowSet, decode_runs, encode_runs
 from uploader.cli import main
 from uploader.errors import CheckpointError
 from uploader.inputs import fingerprint
 from uploader.read import resolve_sources
+from uploader.sandbox import Sandbox
 
 
 @given(st.sets(st.integers(1, 5_000), max_size=300), st.lists(st.integers(0, 5_100), max_size=50))
@@ -65,3 +69,69 @@ def test_status_lists_runs_and_files(tmp_path, write_csv, capsys):
 def test_status_without_a_state_file_says_so(tmp_path, capsys):
     assert main(["status", "--state", str(tmp_path / "none.db")]) == 2
     assert "no state file at" in capsys.readouterr().err
+
+
+# --- state files this version cannot use, through `uploader upload` ---------------------------
+
+CSV = "ts,event,sku,user_id\n" + "".join(
+    f"2024-05-02T14:38:{s:02d}Z,view,S{s},u{s % 3}\n" for s in range(40)
+)
+
+
+def make_state(path: Path, state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A real state file: the record of an upload of `path` to a sandbox."""
+    assert main(["upload", str(path), "--sandbox", "--quiet", "--state", str(state)]) == 0
+    capsys.readouterr()
+
+
+def upload_to(sb: Sandbox, path: Path, state: Path, capsys, monkeypatch) -> tuple[int, str, str]:
+    monkeypatch.setenv("INTEMPT_API_KEY", sb.api_key)
+    code = main(
+        [
+            "upload", str(path), "--base-url", sb.base_url, "--org", sb.org, "--project",
+            sb.project, "--source", sb.source, "--state", str(state), "--quiet",
+        ]
+    )  # fmt: skip
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    ("schema", "layout", "message"),
+    [
+        (
+            99,
+            "ALTER TABLE api_rejects RENAME TO refusals",  # a newer version renamed a table
+            "was written by a newer version of uploader (state schema 99; this one reads "
+            f"{SCHEMA_VERSION}); nothing was sent. Upgrade uploader, or give --state FILE for a "
+            "new state file (which would send again what this one records as delivered)",
+        ),
+        (
+            0,
+            "DROP TABLE api_rejects",  # an older version had no such table yet
+            "was written by an older version of uploader (state schema 0; this one reads "
+            f"{SCHEMA_VERSION}); nothing was sent. Finish its uploads with that version, or "
+            "give --state FILE for a new state file",
+        ),
+    ],
+    ids=["newer", "older"],
+)
+def test_a_state_file_of_another_version_is_refused_and_left_as_it_was(
+    write_csv, tmp_path, capsys, monkeypatch, schema, layout, message
+):
+    path, state = write_csv(CSV), tmp_path / "state.db"
+    make_state(path, state, capsys)
+    db = sqlite3.connect(state)
+    db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(schema),))
+    db.execute(layout)
+    db.commit()
+    db.close()
+    before = state.read_bytes()
+    with Sandbox() as sb:
+        code, out, err = upload_to(sb, path, state, capsys, monkeypatch)
+        assert sb.stats()["requests"] == 0
+    assert code == 2
+    assert out == ""
+    assert err == f"uploader: error: state file {state} {message}\n"
+    assert state.read_bytes() == before  # not one table added to the other version's file

@@ -136,6 +136,8 @@ class Checkpoint:
         try:
             if existed:
                 self._check_intact()
+                if self._has_table("meta"):  # another version's file is refused untouched
+                    self._check_version()
             # WAL + NORMAL: a commit survives the process being killed (not a power cut),
             # which is the failure we promise to survive, at a fraction of FULL's cost.
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -155,6 +157,12 @@ class Checkpoint:
         (verdict,) = self.db.execute("PRAGMA quick_check").fetchone()
         if verdict != "ok":
             raise CheckpointError(_damaged(self.path, verdict), kind="damaged")
+
+    def _has_table(self, name: str) -> bool:
+        found = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)
+        ).fetchone()
+        return found is not None
 
     def _check_version(self) -> None:
         row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
