@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -108,3 +109,14 @@ def _build_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunks are built in the test's own process (a worker process costs half a second to
     start); tests/test_workers.py covers the worker."""
     monkeypatch.setenv("UPLOADER_WORKER", "0")
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask, under which a file made without a mode of its own is readable by
+    every user: the tests of files kept to their owner then show it."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)

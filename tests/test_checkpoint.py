@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,18 @@ def test_acks_survive_reopening_and_leftovers_are_reported_once(tmp_path, write_
     assert cp.take_leftover_inflight() == {file_id: [4, 5]}
     assert cp.take_leftover_inflight() == {}
     cp.close()
+
+
+def test_a_new_state_file_and_the_files_sqlite_keeps_beside_it_are_the_owners_only(
+    tmp_path, umask_022
+):
+    checkpoint = Checkpoint(str(tmp_path / "state.db"))
+    try:
+        checkpoint.start_run("target")  # written: the write-ahead log holds it
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    finally:
+        checkpoint.close()
+    assert modes == {"state.db": 0o600, "state.db-wal": 0o600, "state.db-shm": 0o600}
 
 
 def test_a_file_that_is_not_a_state_file_is_refused(tmp_path):

@@ -128,6 +128,16 @@ class Checkpoint:
         except OSError as exc:
             raise CheckpointError(f"state file {path}: cannot create its folder ({exc.strerror})",
                                   kind="unwritable") from exc  # fmt: skip
+        if not existed:  # it holds people's identifiers: the owner's eyes only, and SQLite
+            # gives the -wal and -shm files beside it the mode the file has when they are made
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+            except OSError as exc:
+                raise CheckpointError(
+                    f"state file {path}: cannot create it ({exc.strerror}); check the disk and "
+                    "its permissions, or give --state FILE on a writable disk",
+                    kind="unwritable",
+                ) from exc
         try:
             connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -150,8 +160,6 @@ class Checkpoint:
         except BaseException:
             connection.close()
             raise
-        if not existed:  # it holds people's identifiers: the owner's eyes only
-            os.chmod(path, 0o600)
 
     def _check_intact(self) -> None:
         (verdict,) = self.db.execute("PRAGMA quick_check").fetchone()
