@@ -148,3 +148,78 @@ def test_a_state_file_of_another_version_is_refused_and_left_as_it_was(
     assert out == ""
     assert err == f"uploader: error: state file {state} {message}\n"
     assert state.read_bytes() == before  # not one table added to the other version's file
+
+
+def _cut_in_half(state: Path) -> None:
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+
+
+def _garbage(state: Path) -> None:
+    state.write_bytes(bytes(range(256)) * 32)
+
+
+@pytest.mark.parametrize(
+    ("spoil", "detail"),
+    [(_cut_in_half, "database disk image is malformed"), (_garbage, "file is not a database")],
+    ids=["truncated", "garbage"],
+)
+def test_a_damaged_state_file_is_refused_and_left_as_it_was(
+    write_csv, tmp_path, capsys, monkeypatch, spoil, detail
+):
+    path, state = write_csv(CSV), tmp_path / "state.db"
+    make_state(path, state, capsys)
+    spoil(state)
+    before = state.read_bytes()
+    with Sandbox() as sb:
+        code, out, err = upload_to(sb, path, state, capsys, monkeypatch)
+        assert sb.stats()["requests"] == 0
+    assert code == 2
+    assert out == ""
+    assert err == (
+        f"uploader: error: state file {state} is damaged ({detail}); nothing was sent. Keep it "
+        "(it records what was delivered) and restore it from a backup, or give --state FILE "
+        "for a new state file, knowing that a new one sends again what this one records as "
+        "delivered\n"
+    )
+    assert state.read_bytes() == before
+
+
+def test_a_state_file_on_a_disk_that_turned_read_only_is_refused(
+    write_csv, tmp_path, tmpfs, capsys, monkeypatch
+):
+    disk = tmpfs("1m")
+    path, state = write_csv(CSV), disk.path / "state.db"
+    make_state(path, state, capsys)
+    before = state.read_bytes()
+    disk.remount("ro")
+    with Sandbox() as sb:
+        code, out, err = upload_to(sb, path, state, capsys, monkeypatch)
+        assert sb.stats()["requests"] == 0
+    assert code == 2
+    assert out == ""
+    assert err == (
+        f"uploader: error: state file {state}: cannot create its lock {state}.lock (Read-only "
+        "file system); check the disk and its permissions, or give --state FILE on a writable "
+        "disk\n"
+    )
+    assert state.read_bytes() == before
+
+
+def test_every_file_a_run_writes_is_the_owners_only(write_csv, tmp_path, capsys, umask_022):
+    path = write_csv(CSV + "2024-05-02T14:39:00Z,view,,u1\n")  # one reject
+    state = tmp_path / "new" / "state.db"
+    rejects, report = tmp_path / "rej.csv", tmp_path / "r.json"
+    code = main(
+        [
+            "upload", str(path), "--sandbox", "--quiet", "--state", str(state),
+            "--rejects", str(rejects), "--report", str(report),
+        ]
+    )  # fmt: skip
+    assert code == 1, capsys.readouterr().err
+    dry = tmp_path / "dry"
+    assert main(["upload", str(path), "--dry-run", "--out", str(dry)]) == 1
+    written = [state, Path(f"{state}.lock"), rejects, report, *sorted(dry.iterdir())]
+    assert [p.name for p in written[4:]] == ["rejects.csv", "report.json", "requests.jsonl"]
+    assert {str(p): stat.S_IMODE(p.stat().st_mode) for p in written} == {
+        str(p): 0o600 for p in written
+    }
