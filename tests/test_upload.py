@@ -491,3 +491,26 @@ def test_a_disk_that_fills_mid_run_aborts_resumably_and_the_same_command_complet
     db.close()
     # Only the requests in flight when the disk filled were sent twice, and were counted.
     assert stats["duplicate_events"] <= resent
+
+
+@pytest.mark.parametrize("option", ["--rejects", "--report"])
+def test_a_file_the_full_disk_cannot_take_at_the_end_of_a_run_makes_it_aborted_not_an_error(
+    write_csv, tmp_path, tmpfs, capsys, monkeypatch, option
+):
+    disk = tmpfs("64k")
+    (disk.path / "ballast").write_bytes(b"\0" * disk.free())
+    written = disk.path / "out"
+    path = write_csv(export(200, bad_every=10))  # 20 rejects: written out when the run ends
+    with Sandbox() as sb:
+        monkeypatch.setenv("INTEMPT_API_KEY", sb.api_key)
+        code = main([*_cli_args(sb, path, tmp_path / "state.db"), option, str(written)])
+        out, err = capsys.readouterr()
+        stats = sb.stats()
+    assert stats["unique_event_ids"] == 180
+    assert code == 3  # not 2, which says that nothing was sent
+    assert "Delivered: 180 events" in out
+    assert err == (
+        f"uploader: aborted: cannot write {written} (No space left on device); free some space "
+        "or choose another path. What was delivered is recorded: run the same command to "
+        "resume\nDelivered rows are recorded; run the same command to resume.\n"
+    )
