@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +111,60 @@ def _build_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
     """Chunks are built in the test's own process (a worker process costs half a second to
     start); tests/test_workers.py covers the worker."""
     monkeypatch.setenv("UPLOADER_WORKER", "0")
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask, under which a file made without a mode of its own is readable by
+    every user: the tests of files kept to their owner then show it."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+@dataclass(frozen=True)
+class Tmpfs:
+    """A small RAM disk mounted for one test."""
+
+    path: Path
+
+    def free(self) -> int:
+        """Bytes an unprivileged writer can still put on it."""
+        info = os.statvfs(self.path)
+        return info.f_bavail * info.f_frsize
+
+    def remount(self, *options: str) -> None:
+        """remount("ro"): the disk turns read-only under whatever uses it."""
+        _mount("-o", ",".join(("remount", *options)), str(self.path))
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Tmpfs]]:
+    """tmpfs("1m") mounts a tmpfs of that size in tmp_path, for the disks that fill up or
+    turn read-only. Mounting needs root (as on the CI machine): where it is refused, the
+    test is skipped. Every disk is unmounted at the end, whatever the test did."""
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Tmpfs:
+        path = tmp_path / f"disk{len(mounted)}"
+        path.mkdir()
+        try:
+            _mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path))
+        except (OSError, subprocess.CalledProcessError) as exc:
+            pytest.skip(f"cannot mount a tmpfs here: {getattr(exc, 'stderr', '') or exc}")
+        mounted.append(path)
+        return Tmpfs(path)
+
+    try:
+        yield mount
+    finally:
+        for path in mounted:
+            done = subprocess.run(["umount", str(path)], capture_output=True, check=False)
+            if done.returncode != 0:  # still busy: detach it now, gone once it is let go
+                subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+
+
+def _mount(*args: str) -> None:
+    subprocess.run(["mount", *args], capture_output=True, text=True, check=True)

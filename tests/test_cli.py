@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from uploader.cli import main
+from uploader.sandbox import Sandbox
 from uploader.version import __version__
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,3 +140,25 @@ def test_import_help_and_version_load_none_of_the_heavy_libraries(argv, shows):
     assert {name.split(".")[0] for name in modules} & HEAVY == set()
     if argv[-1] == "--version":
         assert result.stdout == f"uploader {__version__}\n"
+
+
+@pytest.mark.parametrize(("mode", "warned"), [(0o644, True), (0o600, False)], ids=["0644", "0600"])
+def test_an_api_key_file_others_can_read_is_warned_about_on_stderr(
+    capsys, write_csv, tmp_path, mode, warned
+):
+    key_file = tmp_path / "key"
+    with Sandbox() as sb:
+        key_file.write_text(sb.api_key + "\n")
+        key_file.chmod(mode)
+        code, _, err = run(
+            capsys, "upload", write_csv(GOOD), "--api-key-file", key_file,
+            "--base-url", sb.base_url, "--org", sb.org, "--project", sb.project,
+            "--source", sb.source, "--state", tmp_path / "state.db", "--quiet",
+        )  # fmt: skip
+        stored = sb.stats()["events"]
+    assert (code, stored) == (0, 2)  # a warning, not a refusal
+    warning = (
+        f"uploader: warning: --api-key-file {key_file} can be read by other users (mode "
+        f"-rw-r--r--); keep it to yourself: chmod 600 {key_file}\n"
+    )
+    assert err == (warning if warned else "")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import random
+import sqlite3
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,9 @@ from hypothesis import strategies as st
 
 from tests.factories import Item, body_of, events_of
 from tests.fakes import FakeClock, RecordingSleep
+from tests.scripted_api import Reset, ScriptedApi, answer
 from uploader.batches import Batch, pack_batches
+from uploader.cli import main
 from uploader.errors import ConfigError, SendError
 from uploader.events import Events
 from uploader.send import (
@@ -30,6 +33,7 @@ from uploader.send import (
     parse_retry_after,
 )
 from uploader.target import Credentials, Target
+from uploader.transport import Http11Transport
 
 KEY = "pk_live42.s3cr3t-Value_xyz0123456789"
 PREFIX, SECRET = KEY.split(".")
@@ -121,9 +125,12 @@ def run_send(
     clock: FakeClock | None = None,
     rng: Any = None,
     wall_clock: Callable[[], float] | None = None,
+    target: Target = TARGET,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> Outcome:
     """Send the batches one after another through a fresh Sender; the outcome keeps what the
-    callbacks saw, the sleeps, and the sender (closed) for its stats."""
+    callbacks saw, the sleeps, and the sender (closed) for its stats. With `transport` the
+    requests go there (a real wire) instead of to the script."""
     clock = clock or script.clock or FakeClock()
     sleep = RecordingSleep(clock)
     outcome = Outcome(sleeps=sleep.delays)
@@ -141,11 +148,11 @@ def run_send(
         limiter = AdaptiveConcurrency(**(limiter_args or {}))
         extra: dict[str, Any] = {"wall_clock": wall_clock} if wall_clock else {}
         async with Sender(
-            TARGET,
+            target,
             CREDENTIALS,
             policy=policy,
             limiter=limiter,
-            transport=httpx.MockTransport(script),
+            transport=transport or httpx.MockTransport(script),
             sleep=sleep,
             clock=clock,
             rng=rng or random.Random(7),
@@ -720,3 +727,140 @@ def test_a_refused_event_does_not_halve_the_limit(adaptive: bool) -> None:
     assert outcome.delivered == ["e0", "e2", "e3"]
     assert outcome.sender is not None
     assert (outcome.sender.limiter.limit, outcome.sender.limiter.generation) == (8, 0)
+
+
+# --- answers that are not the API's -----------------------------------------------------------
+
+LOGIN_PAGE = (
+    "<!doctype html><html><head><title>Sign in - Acme SSO</title></head><body><form "
+    'method="post" action="/login"><input name="user"><input name="password" type="password">'
+    "</form></body></html>"
+)
+
+
+def web_page_error(url: str) -> str:
+    return (
+        f"{url} answered 200 with a web page ({LOGIN_PAGE}), not the track API's answer, so "
+        "nothing was stored; check --base-url (a login page, a proxy or a web site answered)"
+    )
+
+
+def test_a_login_page_answered_200_stops_the_run_naming_the_address() -> None:
+    script = Script([httpx.Response(200, html=LOGIN_PAGE)])
+    with pytest.raises(SendError) as caught:
+        run_send(script, batch_of(make_events(3)))
+    assert str(caught.value) == web_page_error(TARGET.track_url)
+    assert caught.value.status == 200
+    assert not caught.value.retryable
+    assert len(script.requests) == 1  # not retried
+
+
+def test_a_201_whose_body_is_not_json_is_delivered() -> None:
+    created = httpx.Response(201, headers={"Content-Type": "application/json"}, content=b"OK")
+    outcome = run_send(Script([created]), batch_of(make_events(3)))
+    assert outcome.delivered == ["e0", "e1", "e2"]
+    assert outcome.statuses == [201]
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_stops_the_run_naming_where_it_points_and_is_not_followed(status: int) -> None:
+    elsewhere = "https://sso.acme.test/login?next=/track"
+    script = Script([httpx.Response(status, headers={"Location": elsewhere}), 201])
+    with pytest.raises(SendError) as caught:
+        run_send(script, batch_of(make_events(2)))
+    assert str(caught.value) == (
+        f"the API answered {status}, a redirect to {elsewhere}: the uploader does not follow "
+        "redirects (the events would go to an address nobody checked); check --base-url"
+    )
+    assert [str(r.url) for r in script.requests] == [TARGET.track_url]
+
+
+def test_a_connection_reset_in_the_middle_of_the_answer_is_retried_and_delivered() -> None:
+    head = b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    with ScriptedApi([Reset(head + b'{"status": "cre'), answer("201 Created")]) as api:
+        outcome = run_send(
+            Script(),
+            batch_of(make_events(3)),
+            rng=Ceiling(),
+            target=Target(api.base_url, TARGET.org, TARGET.project, SOURCE),
+            transport=Http11Transport(max_connections=2),  # the real wire, not a mock
+        )
+        bodies = api.bodies
+    assert outcome.delivered == ["e0", "e1", "e2"]
+    assert outcome.sleeps == [0.5]
+    assert stats(outcome).error_counts == Counter({"ReadError": 1})
+    assert len(bodies) == 2 and bodies[0] == bodies[1]  # the same request, sent again
+
+
+class Share:
+    """An rng whose jitter is always this share of its ceiling."""
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+
+    def uniform(self, a: float, b: float) -> float:
+        return a + (b - a) * self.share
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Date": "Wed, 21 Oct 2015 07:28:00 GMT", "Retry-After": "Wed, 21 Oct 2015 07:27:00 GMT"},
+        {"Retry-After": "Wed, 21 Oct 2015 07:27:00 GMT"},  # against our own clock
+    ],
+    ids=["server-date", "wall-clock"],
+)
+def test_a_retry_after_in_the_past_adds_nothing_to_the_jittered_backoff(headers) -> None:
+    outcome = run_send(
+        Script([httpx.Response(503, headers=headers), 201]),
+        batch_of(make_events(1)),
+        rng=Share(0.25),
+        wall_clock=lambda: 1445412480.0,  # Wed, 21 Oct 2015 07:28:00 GMT
+    )
+    assert outcome.sleeps == [0.125]  # a quarter of the first ceiling (0.5 s), nothing more
+    assert outcome.delivered == ["e0"]
+
+
+def test_a_retry_after_of_a_day_gives_up_at_once_saying_what_the_api_asked() -> None:
+    busy = httpx.Response(429, headers={"Retry-After": "86400"}, json={"error": "Slow down"})
+    script = Script([busy, 201])
+    with pytest.raises(SendError) as caught:
+        run_send(script, batch_of(make_events(3)), policy=RetryPolicy(max_retry_time=600))
+    assert str(caught.value) == (
+        "gave up on a batch of 3 events: retries exhausted after 1 attempts over 0 s (max "
+        "retry time 600 s); last: 429 Slow down (the API asked to wait 86400 s)"
+    )
+    assert caught.value.retry_after == 86400.0
+    assert len(script.requests) == 1  # no wait, no second try
+
+
+def test_an_upload_answered_by_a_web_page_exits_3_and_records_nothing_delivered(
+    write_csv, tmp_path, capsys, monkeypatch
+) -> None:
+    path = write_csv("ts,event,sku,user_id\n2024-05-02T14:38:24Z,view,S1,u1\n")
+    state = tmp_path / "state.db"
+    page = answer("200 OK", LOGIN_PAGE.encode(), Content_Type="text/html; charset=utf-8")
+    monkeypatch.setenv("INTEMPT_API_KEY", KEY)
+    with ScriptedApi([page]) as api:
+        code = main(
+            [
+                "upload", str(path), "--base-url", api.base_url, "--org", "acme", "--project",
+                "shop", "--source", SOURCE, "--state", str(state), "--quiet",
+            ]
+        )  # fmt: skip
+        requests = len(api.bodies)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out
+    track_url = Target(api.base_url, "acme", "shop", SOURCE).track_url
+    assert code == 3
+    assert err == (
+        f"uploader: aborted: {web_page_error(track_url)}\n"
+        "Delivered rows are recorded; run the same command to resume.\n"
+    )
+    assert requests == 1
+    db = sqlite3.connect(state)
+    sent = db.execute("SELECT COALESCE(SUM(n), 0) FROM acks WHERE kind='sent'").fetchone()[0]
+    files = db.execute("SELECT status, delivered FROM files").fetchall()
+    runs = db.execute("SELECT status FROM runs").fetchall()
+    db.close()
+    assert (sent, files, runs) == (0, [("partial", 0)], [("aborted",)])

@@ -440,3 +440,77 @@ def test_pinned_concurrency_is_never_exceeded(write_csv, tmp_path):
     assert outcome.status == "completed", outcome.message
     assert outcome.concurrency == {"mode": "pinned", "settled": 2, "highest": 2}
     assert transport.most == 2
+
+
+# --- a full disk ---------------------------------------------------------------------------------
+
+# SQLite appends the pages each transaction changes to the write-ahead log, 4 KiB and a
+# 24-byte header each, and folds the log back only at 1,000 pages: creating a state file and
+# planning the run write about 40 pages (measured), each request about 4 more (marked in
+# flight, acknowledged, settled). Room for 40 + 4 x 20 pages fills after about twenty
+# requests of the hundred below, which need some 1.8 MiB: far from both ends.
+WAL_PAGE = 4096 + 24
+ROOM = (40 + 4 * 20) * WAL_PAGE
+
+
+def test_a_disk_that_fills_mid_run_aborts_resumably_and_the_same_command_completes(
+    write_csv, tmp_path, tmpfs, capsys, monkeypatch
+):
+    rows = 2_000
+    path = write_csv(export(rows))
+    disk = tmpfs("4m")
+    ballast = disk.path / "ballast"
+    ballast.write_bytes(b"\0" * (disk.free() - ROOM))
+    state = disk.path / "state.db"
+    with Sandbox() as sb:
+        monkeypatch.setenv("INTEMPT_API_KEY", sb.api_key)
+        args = [*_cli_args(sb, path, state), "--batch-size", "20"]
+        code = main(args)
+        out, err = capsys.readouterr()
+        db = sqlite3.connect(f"file:{state}?mode=ro", uri=True)  # as the failed run left it
+        (verdict,) = db.execute("PRAGMA quick_check").fetchone()
+        recorded = db.execute("SELECT COALESCE(SUM(n), 0) FROM acks WHERE kind='sent'").fetchone()
+        db.close()
+        ballast.unlink()  # room again
+        again = main(args)
+        capsys.readouterr()
+        stats = sb.stats()
+    assert code == 3
+    assert err == (
+        f"uploader: aborted: the disk holding the state file {state} is full (database or disk "
+        "is full); what was delivered until now is recorded. Free some space and run the same "
+        "command to resume\nDelivered rows are recorded; run the same command to resume.\n"
+    )
+    assert "Traceback" not in out
+    assert verdict == "ok"
+    assert 0 < recorded[0] < rows  # it filled up mid-run, after some requests
+    assert again == 0
+    assert stats["unique_event_ids"] == rows
+    db = sqlite3.connect(state)
+    resent = db.execute("SELECT SUM(possibly_resent) FROM runs").fetchone()[0]
+    db.close()
+    # Only the requests in flight when the disk filled were sent twice, and were counted.
+    assert stats["duplicate_events"] <= resent
+
+
+@pytest.mark.parametrize("option", ["--rejects", "--report"])
+def test_a_file_the_full_disk_cannot_take_at_the_end_of_a_run_makes_it_aborted_not_an_error(
+    write_csv, tmp_path, tmpfs, capsys, monkeypatch, option
+):
+    disk = tmpfs("64k")
+    (disk.path / "ballast").write_bytes(b"\0" * disk.free())
+    written = disk.path / "out"
+    path = write_csv(export(200, bad_every=10))  # 20 rejects: written out when the run ends
+    with Sandbox() as sb:
+        monkeypatch.setenv("INTEMPT_API_KEY", sb.api_key)
+        code = main([*_cli_args(sb, path, tmp_path / "state.db"), option, str(written)])
+        out, err = capsys.readouterr()
+        stats = sb.stats()
+    assert stats["unique_event_ids"] == 180
+    assert code == 3  # not 2, which says that nothing was sent
+    assert "Delivered: 180 events" in out
+    assert err == (
+        f"uploader: aborted: cannot write {written} (No space left on device); free some space "
+        "or choose another path. What was delivered is recorded: run the same command to "
+        "resume\nDelivered rows are recorded; run the same command to resume.\n"
+    )

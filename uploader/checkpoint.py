@@ -128,6 +128,16 @@ class Checkpoint:
         except OSError as exc:
             raise CheckpointError(f"state file {path}: cannot create its folder ({exc.strerror})",
                                   kind="unwritable") from exc  # fmt: skip
+        if not existed:  # it holds people's identifiers: the owner's eyes only, and SQLite
+            # gives the -wal and -shm files beside it the mode the file has when they are made
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+            except OSError as exc:
+                raise CheckpointError(
+                    f"state file {path}: cannot create it ({exc.strerror}); check the disk and "
+                    "its permissions, or give --state FILE on a writable disk",
+                    kind="unwritable",
+                ) from exc
         try:
             connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
@@ -136,6 +146,8 @@ class Checkpoint:
         try:
             if existed:
                 self._check_intact()
+                if self._has_table("meta"):  # another version's file is refused untouched
+                    self._check_version()
             # WAL + NORMAL: a commit survives the process being killed (not a power cut),
             # which is the failure we promise to survive, at a fraction of FULL's cost.
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -148,13 +160,17 @@ class Checkpoint:
         except BaseException:
             connection.close()
             raise
-        if not existed:  # it holds people's identifiers: the owner's eyes only
-            os.chmod(path, 0o600)
 
     def _check_intact(self) -> None:
         (verdict,) = self.db.execute("PRAGMA quick_check").fetchone()
         if verdict != "ok":
             raise CheckpointError(_damaged(self.path, verdict), kind="damaged")
+
+    def _has_table(self, name: str) -> bool:
+        found = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)
+        ).fetchone()
+        return found is not None
 
     def _check_version(self) -> None:
         row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()

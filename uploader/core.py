@@ -21,7 +21,7 @@ import httpx
 from uploader.batches import Batch
 from uploader.checkpoint import Checkpoint
 from uploader.config import AUTO_MAX, Destination, Outputs, RunConfig
-from uploader.errors import CheckpointError
+from uploader.errors import CheckpointError, OutputError
 from uploader.inputs import Source
 from uploader.lease import RunLease
 from uploader.ledger import StateLedger
@@ -138,12 +138,26 @@ async def upload_async(
         except BaseException:
             sinks.close(ok=False)
             raise
-        sinks.close(ok=True)
+        try:
+            sinks.close(ok=True)
+        except OutputError as exc:
+            result = _aborted(result, exc)
     if sandbox is not None:
         result = replace(result, sandbox_stats=sandbox.stats())
     if config.outputs.report:
-        write_json(config.outputs.report, result.to_json())
+        try:
+            write_json(config.outputs.report, result.to_json())
+        except OutputError as exc:
+            result = _aborted(result, exc)
     return result
+
+
+def _aborted(result: UploadResult, error: OutputError) -> UploadResult:
+    """A file the run writes that cannot be finished, once the run has sent: the run ends
+    as aborted (resumable) and its figures are shown, rather than as an error before
+    sending (which says that nothing was sent)."""
+    message = f"{result.message}; and {error}" if result.message else str(error)
+    return replace(result, status="aborted", message=message)
 
 
 async def _upload(

@@ -63,6 +63,7 @@ def test_banner_names_url_and_credentials_and_ctrl_c_exits_0() -> None:
     assert stats["requests"] == 0
     assert proc.returncode == 0
     assert "Traceback" not in err
+    assert "warning" not in err  # it listens on 127.0.0.1 only
 
 
 def test_key_from_file_is_used_and_never_printed(tmp_path: Path) -> None:
@@ -162,3 +163,18 @@ def test_unusable_db_file_is_one_line_and_exit_2(
     assert code == 2
     assert err.startswith(f"uploader sandbox: --db {not_a_db}: cannot use it")
     assert err.count("\n") == 1
+
+
+def test_listening_beyond_loopback_is_warned_about() -> None:
+    with running("--host", "0.0.0.0") as (proc, banner):
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+
+    assert banner[0].startswith("Intempt sandbox listening on http://0.0.0.0:")
+    assert proc.returncode == 0
+    assert err == (
+        "uploader sandbox: warning: listening on 0.0.0.0, so other machines can reach it; it "
+        "stores what it is sent and accepts its key from anyone who reads this banner. Leave "
+        "out --host to listen on 127.0.0.1 only\n"
+    )
+    assert out == "sandbox stopped\n"
