@@ -99,7 +99,9 @@ def test_a_header_only_file_has_no_rows_and_no_rejects(write_csv, capsys, header
     code, out, _ = cli(capsys, "validate", write_csv(header))
     assert code == 0
     assert "Read 0 rows from 1 file." in out
-    assert "Valid events: 0\nRejected rows: 0\nRequests: 0 (0 bytes of JSON)" in out
+    assert "Valid events: 0\nRejected rows: 0\n" in out
+    assert "Rows accounted for: 0 read = 0 valid + 0 rejected + 0 duplicates collapsed" in out
+    assert "Requests: 0 (0 bytes of JSON)" in out
 
 
 def test_duplicate_column_names(write_csv, capsys, write_parquet):

@@ -45,6 +45,7 @@ Rejected rows: 3
          1  name: not one of the four recommendation events (see --event-map)
             e.g. in.csv row 6: event 'dance' is not one of the four recommendation events; \
 map it with --event-map 'dance=Product viewed' (or ignore)
+Rows accounted for: 7 read = 2 valid + 3 rejected + 1 duplicates collapsed + 1 left out
 Requests: 1 (349 bytes of JSON)"""
 PLAN = plan_mapping(("ts", "event", "sku", "user_id"), Options(), "a.csv")
 BLANK_CAUSE = "data.productId: productId is blank (column 'sku')"
@@ -116,6 +117,8 @@ def test_an_upload_shows_what_was_delivered_and_no_request_plan():
         "Rejected rows: 10\n"
         "        10  data.productId: productId is blank (column 'sku')\n"
         "            e.g. a.csv row 41\n"
+        "Rows accounted for: 1,200 read = 1,190 valid + 10 rejected + 0 duplicates collapsed + "
+        "0 left out\n"
         "\n"
         "Delivered: 1,180 events in 3 requests (4 retries) in 2.3 s, 503 events/s\n"
         "  Answers: 201: 3, 503: 4\n"

@@ -27,6 +27,7 @@ VALIDATION_KEYS = [
     "timezone",
     "requests",
     "bytes",
+    "accounted",
 ]
 UPLOAD_KEYS = [
     *VALIDATION_KEYS,

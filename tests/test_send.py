@@ -827,7 +827,7 @@ def test_a_retry_after_of_a_day_gives_up_at_once_saying_what_the_api_asked() -> 
     with pytest.raises(SendError) as caught:
         run_send(script, batch_of(make_events(3)), policy=RetryPolicy(max_retry_time=600))
     assert str(caught.value) == (
-        "gave up on a batch of 3 events: retries exhausted after 1 attempts over 0 s (max "
+        "gave up on a batch of 3 events: retries exhausted after 1 attempt over 0 s (max "
         "retry time 600 s); last: 429 Slow down (the API asked to wait 86400 s)"
     )
     assert caught.value.retry_after == 86400.0

@@ -122,7 +122,7 @@ class Checkpoint:
     def __init__(self, path: str, *, max_pages: int | None = None) -> None:
         self.path = path
         parent = os.path.dirname(os.path.abspath(path))
-        existed = os.path.exists(path)
+        existed = os.path.exists(path) and os.path.getsize(path) > 0
         try:
             os.makedirs(parent, exist_ok=True)
         except OSError as exc:
@@ -148,6 +148,13 @@ class Checkpoint:
                 self._check_intact()
                 if self._has_table("meta"):  # another version's file is refused untouched
                     self._check_version()
+                if not self._has_table("meta") and self._tables():
+                    raise CheckpointError(
+                        f"{path} is an SQLite database, but not an uploader state file; "
+                        "nothing was sent. Give --state FILE for the state file (a new name "
+                        "starts one)",
+                        kind="damaged",
+                    )
             # WAL + NORMAL: a commit survives the process being killed (not a power cut),
             # which is the failure we promise to survive, at a fraction of FULL's cost.
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -160,6 +167,35 @@ class Checkpoint:
         except BaseException:
             connection.close()
             raise
+
+    @classmethod
+    def for_reading(cls, path: str) -> Checkpoint:
+        """The state file opened read-only (`uploader status`): nothing is written, not even
+        the schema, so it works on read-only media and beside a running upload."""
+        self = cls.__new__(cls)
+        self.path = path
+        try:
+            connection = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise _error(path, exc) from exc
+        self.db = _Guarded(connection, path)
+        try:
+            self.db.execute("PRAGMA busy_timeout=5000")
+            if not self._has_table("meta"):
+                raise CheckpointError(
+                    f"{path} is not an uploader state file; give --state FILE", kind="damaged"
+                )
+            self._check_version()
+        except BaseException:
+            connection.close()
+            raise
+        return self
+
+    def _tables(self) -> list[str]:
+        rows = self.db.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
+        return [name for (name,) in rows]
 
     def _check_intact(self) -> None:
         (verdict,) = self.db.execute("PRAGMA quick_check").fetchone()

@@ -385,7 +385,7 @@ def run_status(args: argparse.Namespace) -> int:
 
     if not os.path.exists(args.state):
         raise ConfigError(f"no state file at {args.state}; give --state FILE")
-    checkpoint = Checkpoint(args.state)
+    checkpoint = Checkpoint.for_reading(args.state)
     try:
         print(format_status(checkpoint.runs(), checkpoint.files()))
     finally:

@@ -266,6 +266,13 @@ def format_summary(result: ValidationResult, *, planned: bool = True) -> str:
         lines.append(
             f"            e.g. {where}" + ("" if own == cause.cause else f": {example.reason}")
         )
+    law = result.accounted
+    lines.append(
+        f"Rows accounted for: {law['rows_read']:,} read = {law['events_valid']:,} valid + "
+        f"{law['rows_rejected']:,} rejected + {law['duplicates_collapsed']:,} duplicates "
+        f"collapsed + {law['rows_ignored']:,} left out"
+        + ("" if law["holds"] else " (DOES NOT ADD UP: please report this)")
+    )
     if planned:
         lines.append(f"Requests: {result.requests:,} ({result.request_bytes:,} bytes of JSON)")
     return "\n".join(lines)

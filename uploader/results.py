@@ -103,6 +103,21 @@ class ValidationResult:
         return self.rejects_by_cause
 
     @property
+    def accounted(self) -> dict[str, Any]:
+        """The conservation law, for users to check: every row read is a valid event, a
+        rejected row, a duplicate collapsed into an earlier event, or a row left out."""
+        rejected = sum(cause.count for cause in self.rejects_by_cause)
+        parts = {
+            "rows_read": self.rows_read,
+            "events_valid": self.events_valid,
+            "rows_rejected": rejected,
+            "duplicates_collapsed": self.duplicates_collapsed,
+            "rows_ignored": self.rows_ignored,
+        }
+        total = self.events_valid + rejected + self.duplicates_collapsed + self.rows_ignored
+        return {**parts, "holds": total == self.rows_read}
+
+    @property
     def rejects_truncated(self) -> bool:
         """`.rejects` holds fewer rows than were rejected."""
         return self.rejects_seen > len(self.kept_rejects)
@@ -128,6 +143,7 @@ class ValidationResult:
             "timezone": self.timezone,
             "requests": self.requests,
             "bytes": self.request_bytes,
+            "accounted": self.accounted,
         }
 
     @property

@@ -269,7 +269,8 @@ class Sender:
                 wait = f" (the API asked to wait {asked:.0f} s)" if asked else ""
                 raise SendError(
                     f"gave up on a batch of {len(batch)} events: retries exhausted after "
-                    f"{attempt} attempts over {elapsed:.0f} s (max retry time "
+                    f"{attempt} attempt{'' if attempt == 1 else 's'} over {elapsed:.0f} s (max "
+                    "retry time "
                     f"{self.policy.max_retry_time:g} s); last: {failure}{wait}",
                     status=failure.status,
                     body=failure.body,
