@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from uploader.config import build_destination, build_settings
+from uploader.config import MAPPING_OPTIONS, build_destination, build_settings
 from uploader.contract import EVENT_NAMES
 from uploader.errors import ConfigError, SendError
 from uploader.mapping import plan_mapping
@@ -36,10 +36,7 @@ from uploader.validation import RowReject
 DEFAULT_STATE_DIR = ".uploader/spark-state"
 # Rejected rows brought back to the driver for `.rejects` (the rejects= folder has all).
 REJECTS_KEPT = 100_000
-MAPPING = ("event", "event_column", "event_map", "mapping", "timestamp_unit",
-           "timestamp_format", "timezone", "no_timestamp", "keep_duplicates", "batch_size",
-           "max_request_bytes", "config")  # fmt: skip
-SPARK_VALIDATE_OPTIONS = (*MAPPING, "rejects", "report")
+SPARK_VALIDATE_OPTIONS = (*MAPPING_OPTIONS, "rejects", "report")
 SPARK_UPLOAD_OPTIONS = (
     *SPARK_VALIDATE_OPTIONS,
     "org", "project", "source_id", "api_key", "api_key_file", "base_url", "sandbox",
@@ -91,6 +88,7 @@ def upload(df: Any, **options: Any) -> UploadResult:
     state = StateDir(settings.sending.state)
     started = time.monotonic()
     with DirLease(state):
+        resent = _possibly_resent(state)  # what a run that died had in flight
         derived = _derive(df, plan, settings.mapping)
         try:
             figures, numbered = _shuffle(derived, settings.mapping, plan, df.columns)
@@ -144,7 +142,6 @@ def upload(df: Any, **options: Any) -> UploadResult:
             refused_causes.update(part["refused_causes"])
             status_counts.update(part["status_counts"])
     elapsed = time.monotonic() - started
-    resent = _possibly_resent(state)
     result = UploadResult(
         **{**figures, "events_rejected": figures["events_rejected"] + delivery["events_refused"]},
         **rejects,
@@ -347,11 +344,15 @@ def _warm_up(
 
 
 def _possibly_resent(state: StateDir) -> int:
-    """Events of requests a run sent without hearing back, not recorded as answered."""
-    pending = state.keys(".pending")
-    if not len(pending):
+    """Events of requests a run sent without hearing back and not answered since: this run
+    sends them again. Counted once: their records are removed."""
+    leftovers = state.files(f"{state.root}/ledger", ".pending")
+    if not leftovers:
         return 0
+    pending = state.keys(".pending")
     answered = np.concatenate([state.keys(".keys"), state.keys(".refused")])
+    for path in leftovers:
+        state.delete(path)
     return int((~np.isin(pending, answered)).sum())
 
 

@@ -1,0 +1,53 @@
+"""The command line's way into Spark: a session, and the inputs read with Spark's readers.
+
+CSV is read as text (every column a string, the header line for names), as the local tool
+reads it, so that the mapping decides what each value means; Parquet as it is typed. Hive
+folders (key=value) become columns by Spark's own partition discovery; object storage goes
+through the cluster's filesystems (s3a:// on EMR and most clusters, gs:// on Dataproc).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from uploader.errors import ConfigError, InputError
+from uploader.inputs import PARQUET_SUFFIXES
+
+APP_NAME = "uploader"
+
+
+def session(master: str | None) -> Any:
+    """The active Spark session, or a new one (local[*] unless a master is given)."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # PySpark 4 warns that it does not fully support pandas 3: the engine hands it Arrow.
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise ConfigError(
+            "--engine spark needs PySpark: pip install 'uploader[spark]' (and Java 17)"
+        ) from exc
+    builder = SparkSession.builder.appName(APP_NAME).config("spark.ui.showConsoleProgress", "false")
+    if master or SparkSession.getActiveSession() is None:
+        builder = builder.master(master or "local[*]")
+    return builder.getOrCreate()
+
+
+def read_inputs(spark: Any, paths: Sequence[str], *, delimiter: str | None = None,
+                encoding: str = "utf-8") -> Any:  # fmt: skip
+    """One DataFrame of every input: Parquet if every path says so, else CSV as text."""
+    parquet = all(p.lower().rstrip("/").endswith(PARQUET_SUFFIXES) for p in paths)
+    try:
+        if parquet:
+            return spark.read.parquet(*paths)
+        reader = spark.read.option("header", True).option("inferSchema", False)
+        reader = reader.option("multiLine", True).option("escape", '"')
+        reader = reader.option("encoding", encoding).option("sep", delimiter or ",")
+        return reader.csv(list(paths))
+    except Exception as exc:  # Spark's AnalysisException and friends: a path it cannot read
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{', '.join(paths)}: Spark cannot read it ({first})") from exc
