@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -149,6 +150,7 @@ class DirLease:
         self._fd: int | None = None
         self._path = f"{state.root}/lease.json"
         self._stamp = ""
+        self._renewing = threading.Event()
 
     def __enter__(self) -> DirLease:
         record = {
@@ -178,7 +180,15 @@ class DirLease:
             raise self._busy(json.dumps(held))
         self._stamp = str(record["stamp"])
         self.state.write(self._path, json.dumps(record).encode())
+        self._renewing = threading.Event()
+        threading.Thread(target=self._renew_until_released, name="uploader-lease",
+                         daemon=True).start()  # fmt: skip
         return self
+
+    def _renew_until_released(self) -> None:
+        while not self._renewing.wait(LEASE_RENEW_S):
+            with contextlib.suppress(Exception):  # a missed renewal is retried next time
+                self.renew()
 
     def renew(self) -> None:
         if self._fd is None and self._stamp:
@@ -210,6 +220,7 @@ class DirLease:
             os.close(self._fd)
             self._fd = None
         elif self._stamp:
+            self._renewing.set()
             self.state.delete(self._path)
 
 
