@@ -9,11 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from uploader.checkpoint import SCHEMA_VERSION, Checkpoint, RowSet, decode_runs, encode_runs
+from uploader.checkpoint import SCHEMA_VERSION, Checkpoint
 from uploader.cli import main
 from uploader.errors import CheckpointError
 from uploader.inputs import fingerprint
 from uploader.read import resolve_sources
+from uploader.rowsets import RowSet, decode_runs, encode_runs
 from uploader.sandbox import Sandbox
 
 

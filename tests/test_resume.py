@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from tests.factories import events_of, item
-from uploader.checkpoint import FileRecord, RowSet, decode_runs, encode_runs
+from uploader.checkpoint import FileRecord
 from uploader.errors import CheckpointError
 from uploader.events import Events
 from uploader.inputs import Source
 from uploader.resume import Decision, FileResume, ResumePlan, decide
+from uploader.rowsets import RowSet, decode_runs, encode_runs
 
 
 def record(file_id: int, status: str, delivered: int, path: str = "in.csv") -> FileRecord:

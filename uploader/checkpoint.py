@@ -14,17 +14,17 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-import numpy as np
 import orjson
 
 from uploader.errors import CheckpointError
 from uploader.read import Source
+from uploader.rowsets import Rows, RowSet, decode_refs, decode_runs, encode_refs, encode_runs
+from uploader.state_sqlite import Guarded, damaged, sqlite_error
 
 SCHEMA_VERSION = 1
-Rows = Sequence[int] | np.ndarray  # row numbers of one file
 SENT = "sent"  # acknowledged by the API
 SETTLED = "settled"  # needs no sending: rejected before sending, or an exact repeat
 
@@ -77,44 +77,6 @@ class RunRecord:
     possibly_resent: int
 
 
-def encode_runs(rows: Sequence[int] | np.ndarray) -> bytes:
-    """Row numbers as sorted [start, end] pairs (inclusive), packed int64."""
-    values = np.sort(np.asarray(rows, dtype=np.int64))
-    if not len(values):
-        return b""
-    breaks = np.flatnonzero(np.diff(values) != 1)
-    starts = np.concatenate(([values[0]], values[breaks + 1]))
-    ends = np.concatenate((values[breaks], [values[-1]]))
-    return bytes(np.column_stack((starts, ends)).astype("<i8").tobytes())
-
-
-def decode_runs(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, dtype="<i8").reshape(-1, 2)
-
-
-class RowSet:
-    """Rows of one file already dealt with (delivered or refused by the API)."""
-
-    def __init__(self, runs: Iterable[np.ndarray]) -> None:
-        pairs = [r for r in runs if len(r)]
-        self.runs = np.concatenate(pairs) if pairs else np.empty((0, 2), dtype=np.int64)
-        order = np.argsort(self.runs[:, 0], kind="stable")
-        self.starts = self.runs[order, 0]
-        self.ends = self.runs[order, 1]
-
-    def __len__(self) -> int:
-        return int((self.ends - self.starts + 1).sum())
-
-    def contains(self, rows: np.ndarray) -> np.ndarray:
-        if not len(self.starts):
-            return np.zeros(len(rows), dtype=bool)
-        at = np.searchsorted(self.starts, rows, side="right") - 1
-        inside = at >= 0
-        hit = np.zeros(len(rows), dtype=bool)
-        hit[inside] = rows[inside] <= self.ends[at[inside]]
-        return hit
-
-
 class Checkpoint:
     """The state file. One process at a time writes it (lease.py); every write is one
     transaction. Any SQLite failure is a CheckpointError that says what to do."""
@@ -141,8 +103,8 @@ class Checkpoint:
         try:
             connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
-            raise _error(path, exc) from exc
-        self.db = _Guarded(connection, path)
+            raise sqlite_error(path, exc) from exc
+        self.db = Guarded(connection, path)
         try:
             if existed:
                 self._check_intact()
@@ -179,8 +141,8 @@ class Checkpoint:
                 f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
             )
         except sqlite3.Error as exc:
-            raise _error(path, exc) from exc
-        self.db = _Guarded(connection, path)
+            raise sqlite_error(path, exc) from exc
+        self.db = Guarded(connection, path)
         try:
             self.db.execute("PRAGMA busy_timeout=5000")
             if not self._has_table("meta"):
@@ -200,7 +162,7 @@ class Checkpoint:
     def _check_intact(self) -> None:
         (verdict,) = self.db.execute("PRAGMA quick_check").fetchone()
         if verdict != "ok":
-            raise CheckpointError(_damaged(self.path, verdict), kind="damaged")
+            raise CheckpointError(damaged(self.path, verdict), kind="damaged")
 
     def _has_table(self, name: str) -> bool:
         found = self.db.execute(
@@ -216,9 +178,7 @@ class Checkpoint:
         try:
             found = int(row[0])
         except ValueError:
-            raise CheckpointError(
-                _damaged(self.path, "no schema version"), kind="damaged"
-            ) from None
+            raise CheckpointError(damaged(self.path, "no schema version"), kind="damaged") from None
         if found > SCHEMA_VERSION:
             raise CheckpointError(
                 f"state file {self.path} was written by a newer version of uploader (state "
@@ -330,7 +290,7 @@ class Checkpoint:
     def mark_inflight(self, run_id: int, refs: Mapping[int, Rows]) -> int:
         cur = self.db.execute(
             "INSERT INTO inflight (run_id, refs, n) VALUES (?, ?, ?)",
-            (run_id, _encode_refs(refs), sum(len(r) for r in refs.values())),
+            (run_id, encode_refs(refs), sum(len(r) for r in refs.values())),
         )
         return int(cur.lastrowid or 0)
 
@@ -388,7 +348,7 @@ class Checkpoint:
         leftovers: dict[int, list[int]] = {}
         with self._transaction():
             for (blob,) in self.db.execute("SELECT refs FROM inflight").fetchall():
-                for file_id, rows in _decode_refs(blob).items():
+                for file_id, rows in decode_refs(blob).items():
                     leftovers.setdefault(file_id, []).extend(rows)
             self.db.execute("DELETE FROM inflight")
         return leftovers
@@ -397,70 +357,13 @@ class Checkpoint:
         return _Transaction(self.db)
 
 
-class _Guarded:
-    """The connection, with every SQLite failure turned into a CheckpointError."""
-
-    def __init__(self, connection: sqlite3.Connection, path: str) -> None:
-        self.connection = connection
-        self.path = path
-
-    def execute(self, sql: str, parameters: Sequence[object] = ()) -> sqlite3.Cursor:
-        try:
-            return self.connection.execute(sql, parameters)
-        except sqlite3.Error as exc:
-            raise _error(self.path, exc) from exc
-
-    def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> sqlite3.Cursor:
-        try:
-            return self.connection.executemany(sql, rows)
-        except sqlite3.Error as exc:
-            raise _error(self.path, exc) from exc
-
-    def executescript(self, script: str) -> sqlite3.Cursor:
-        try:
-            return self.connection.executescript(script)
-        except sqlite3.Error as exc:
-            raise _error(self.path, exc) from exc
-
-    def close(self) -> None:
-        self.connection.close()
-
-
-def _error(path: str, exc: sqlite3.Error) -> CheckpointError:
-    detail = str(exc)
-    lowered = detail.lower()
-    if "full" in lowered:
-        return CheckpointError(
-            f"the disk holding the state file {path} is full ({detail}); what was delivered "
-            "until now is recorded. Free some space and run the same command to resume",
-            kind="full",
-        )
-    if any(word in lowered for word in ("readonly", "read-only", "unable to open", "i/o")):
-        return CheckpointError(
-            f"state file {path} cannot be written ({detail}); nothing more was sent. Check "
-            "the disk and its permissions, or give --state FILE on a writable disk",
-            kind="unwritable",
-        )
-    if any(word in lowered for word in ("malformed", "not a database", "encrypted", "corrupt")):
-        return CheckpointError(_damaged(path, detail), kind="damaged")
-    return CheckpointError(f"state file {path}: {detail}", kind="other")
-
-
-def _damaged(path: str, detail: str) -> str:
-    return (
-        f"state file {path} is damaged ({detail}); nothing was sent. Keep it (it records "
-        "what was delivered) and restore it from a backup, or give --state FILE for a new "
-        "state file, knowing that a new one sends again what this one records as delivered"
-    )
-
-
 _FILE_COLUMNS = (
     "id, target, path, size, fingerprint, status, rows_read, delivered, rejected, updated_at"
 )
 
 
 class _Transaction:
-    def __init__(self, db: _Guarded) -> None:
+    def __init__(self, db: Guarded) -> None:
         self.db = db
 
     def __enter__(self) -> None:
@@ -468,17 +371,3 @@ class _Transaction:
 
     def __exit__(self, kind: object, *_: object) -> None:
         self.db.execute("COMMIT" if kind is None else "ROLLBACK")
-
-
-def _encode_refs(refs: Mapping[int, Rows]) -> bytes:
-    return orjson.dumps({str(f): encode_runs(rows).hex() for f, rows in refs.items()})
-
-
-def _decode_refs(blob: bytes) -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for f, hexruns in orjson.loads(blob).items():
-        rows: list[int] = []
-        for start, end in decode_runs(bytes.fromhex(hexruns)).tolist():
-            rows.extend(range(start, end + 1))
-        out[int(f)] = rows
-    return out

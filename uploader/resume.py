@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from uploader.checkpoint import FileRecord, RowSet
+from uploader.checkpoint import FileRecord
 from uploader.errors import CheckpointError
 from uploader.events import Events
 from uploader.inputs import Source
+from uploader.rowsets import RowSet
 
 
 @dataclass(frozen=True)
