@@ -9,6 +9,7 @@ ORDER = (
     "ours-default",
     "ours-one-process",
     "ours-best",
+    "spark",
     "sdk-default",
     "sdk-best",
     "naive",
@@ -24,10 +25,11 @@ COLOURS = {
     "floor": "#31a354",
     "floor-loop": "#a1d99b",
     "ours-one-process": "#9ecae1",
+    "spark": "#756bb1",
 }
 RSS_TARGET_MB = 400
 # Contenders whose memory should not grow with the input: the memory panel shows them.
-BOUNDED = ("ours-default", "ours-one-process", "ours-best", "floor", "floor-loop")
+BOUNDED = ("ours-default", "ours-one-process", "ours-best", "spark", "floor", "floor-loop")
 
 
 def _ok(data: dict[str, Any]) -> list[dict[str, Any]]:

@@ -4,9 +4,10 @@
     .venv/bin/python bench/profile.py --best               # with run.py's best settings
     .venv/bin/python bench/profile.py --input FILE -- --batch-size 2000
 
-Samples every thread with py-spy (`pip install py-spy`; the upload does its offline stages
-in a reader thread, which single-thread profilers miss) and prints the share of samples per
-thread, per stage and per hottest line. The raw collapsed stacks are kept in bench/results/.
+Samples every thread of the upload and of its worker process with py-spy (`pip install
+py-spy`; the per-chunk stages run in the worker, the run-wide ones in a reader thread) and
+prints the share of samples per thread, per stage and per hottest line. The raw collapsed
+stacks are kept in bench/results/.
 """
 
 from __future__ import annotations
@@ -33,15 +34,18 @@ TIMEOUT_S = 900
 STAGES = (
     ("read", "read_frames (uploader/read.py)"),
     ("map", "map_columns (uploader/mapping.py)"),
-    ("validate", "validate_rows (uploader/validate.py)"),
-    ("ids and items", "assign_event_ids (uploader/event_ids.py)"),
+    ("validate", "validate_rows (uploader/validation.py)"),
+    ("id text, SHA-256, item sizes (per chunk)", "derive_events (uploader/event_ids.py)"),
+    ("duplicates and items (run-wide)", "settle_events (uploader/event_ids.py)"),
     ("pack bodies", "pack_batches (uploader/batches.py)"),
-    ("reader waits for the senders", "UploadRun._read.<locals>.emit (uploader/upload.py)"),
-    ("send (httpx)", "Sender._post (uploader/send.py)"),
-    ("after a 2xx", "UploadRun._delivered (uploader/upload.py)"),
+    ("worker: hand chunks over", "_write (uploader/workers.py)"),
+    ("run: take chunks from the worker", "_read (uploader/workers.py)"),
+    ("reader waits for the senders", "UploadRun._read.<locals>.emit (uploader/upload_run.py)"),
+    ("send (the transport)", "Sender._post (uploader/send.py)"),
+    ("after a 2xx", "UploadRun._delivered (uploader/upload_run.py)"),
     ("checkpoint writes", "Checkpoint."),
     ("imports", "_find_and_load (<frozen importlib._bootstrap>)"),
-    ("skip rows sent before, progress", "UploadRun._events (uploader/upload.py)"),
+    ("skip rows sent before, progress", "UploadRun._events (uploader/upload_run.py)"),
 )
 LINE = re.compile(r":\d+\)$")
 
@@ -53,7 +57,8 @@ def profile(path: Path, settings: list[str], out: Path) -> Path:
         with SandboxProcess(python_executable(), 0, work / "sandbox.log") as sandbox:
             info = sandbox.info
             argv = [
-                *(spy, "record", "--threads", "-r", str(RATE_HZ), "-f", "raw", "-o", str(out)),
+                *(spy, "record", "--threads", "--subprocesses", "-r", str(RATE_HZ)),
+                *("-f", "raw", "-o", str(out)),
                 *("--", python_executable(), "-m", "uploader", "upload", str(path)),
                 *("--base-url", info.base_url, "--org", info.org, "--project", info.project),
                 *("--source", info.source, "--state", str(work / "state.db"), "--quiet"),

@@ -158,6 +158,16 @@ CONTENDERS = (
         large_formats=("parquet",),
         batch=50,
     ),
+    Contender(
+        "spark",
+        "uploader --engine spark (local[2])",
+        "ours",
+        ("--engine", "spark", "--spark-master", "local[2]"),
+        small_formats=("parquet",),
+        large_formats=("parquet", "csv"),
+        in_flight=16,
+        batch=500,
+    ),
     Contender("floor", "floor (no sending)", "floor", sends=False),
     Contender(
         "floor-loop",
