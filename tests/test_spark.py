@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from uploader.cli import main
+from uploader.errors import InputError
 from uploader.sandbox import Sandbox
 
 pyspark = pytest.importorskip("pyspark")
@@ -339,3 +340,14 @@ def test_the_state_can_live_in_object_storage(spark, s3_env, tmp_path):
         stats = sb.stats()
     assert first.events_sent == 2000 and again.events_sent == 0
     assert (stats["events"], stats["duplicate_events"]) == (2000, 0)
+
+
+def test_a_column_that_cannot_fill_its_field_is_refused_before_the_job(spark):
+    import uploader.spark
+
+    df = spark.createDataFrame(
+        [("2024-05-02T14:38:24Z", "view", ["S1"], "u1")],
+        "ts string, event string, sku array<string>, user_id string",
+    )
+    with pytest.raises(InputError, match=r"<Spark DataFrame>: .*'sku'"):
+        uploader.spark.validate(df)

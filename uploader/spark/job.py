@@ -25,13 +25,15 @@ import pyarrow as pa
 
 from uploader.config import MAPPING_OPTIONS, build_destination, build_settings
 from uploader.contract import EVENT_NAMES
-from uploader.errors import ConfigError, SendError
+from uploader.errors import ConfigError, SendError, UploaderError
 from uploader.mapping import plan_mapping
 from uploader.results import CauseCount, FileFigures, UploadResult, ValidationResult
 from uploader.spark import tasks
 from uploader.spark.state import DirLease, StateDir
 from uploader.validation import RowReject
 
+# What rejects and messages call the input.
+NAME = "<Spark DataFrame>"
 # The state directory when none is given (a folder: executors write into it).
 DEFAULT_STATE_DIR = ".uploader/spark-state"
 # Rejected rows brought back to the driver for `.rejects` (the rejects= folder has all).
@@ -47,16 +49,25 @@ SPARK_UPLOAD_OPTIONS = (
 def validate(df: Any, **options: Any) -> ValidationResult:
     """Read, map and validate a Spark DataFrame on the cluster; nothing is sent."""
     settings = build_settings(command="validate", known=SPARK_VALIDATE_OPTIONS, **options)
-    plan = plan_mapping(tuple(df.columns), settings.mapping, "<Spark DataFrame>")
+    plan = _plan(df, settings.mapping)
     derived = _derive(df, plan, settings.mapping)
     try:
         figures, numbered = _shuffle(derived, settings.mapping, plan, df.columns)
         events = numbered.count()
         figures["requests"] = math.ceil(events / settings.mapping.batch_size)
         rejects = _rejects(derived, df.columns, settings.outputs.rejects)
-        return ValidationResult(**figures, **rejects)
+    except UploaderError:
+        raise
+    except Exception as exc:  # a task failed past its retries: say why in our words
+        raise UploaderError(_task_failure(exc)) from exc
     finally:
         derived.unpersist()
+    result = ValidationResult(**figures, **rejects)
+    if settings.outputs.report:
+        from uploader.sinks import write_json
+
+        write_json(settings.outputs.report, result.to_json())
+    return result
 
 
 def upload(df: Any, **options: Any) -> UploadResult:
@@ -84,7 +95,7 @@ def upload(df: Any, **options: Any) -> UploadResult:
             "copies would send its events. Turn it off for this job "
             "(spark.conf.set('spark.speculation', 'false'))"
         )
-    plan = plan_mapping(tuple(df.columns), settings.mapping, "<Spark DataFrame>")
+    plan = _plan(df, settings.mapping)
     state = StateDir(settings.sending.state)
     started = time.monotonic()
     with DirLease(state):
@@ -168,6 +179,23 @@ def upload(df: Any, **options: Any) -> UploadResult:
     return result
 
 
+def _plan(df: Any, options: Any) -> Any:
+    """The mapping, and the typed columns that cannot fill their fields refused, before
+    the job starts (as plan_sources does for local inputs)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    from uploader.column_types import check_types
+    from uploader.inputs import Source
+
+    plan = plan_mapping(tuple(df.columns), options, NAME)
+    try:
+        schema = to_arrow_schema(df.schema)
+    except Exception:  # a Spark type Arrow does not have: the tasks will say which row
+        return plan
+    check_types(plan, Source(NAME, "table", tuple(df.columns), schema=schema))
+    return plan
+
+
 def _derive(df: Any, plan: Any, options: Any) -> Any:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -229,7 +257,7 @@ def _shuffle(derived: Any, options: Any, plan: Any, columns: Any) -> tuple[dict[
         "rows_ignored": stats["rows_ignored"],
         "ids_normalised": stats["ids_normalised"],
         "valid_by_event": {EVENT_NAMES[c]: n for c, n in sorted(counts.items())},
-        "files": (FileFigures("<Spark DataFrame>", stats["rows_read"], plan),),
+        "files": (FileFigures(NAME, stats["rows_read"], plan),),
         "timestamps": {
             k.removeprefix("timestamps:"): v
             for k, v in stats.items()

@@ -85,6 +85,23 @@ def ledger_key(event_id: str) -> bytes:
 def derive_partition(
     batches: Iterator[pa.RecordBatch], plan: MappingPlan, options: Options
 ) -> Iterator[pa.RecordBatch]:
+    """Bad rows become rejects; anything else fails the task, naming the partition's files
+    (Spark retries it, then fails the job with that message)."""
+    files: set[str] = set()
+    try:
+        yield from _derive(batches, plan, options, files)
+    except UploaderError:
+        raise
+    except Exception as exc:
+        named = ", ".join(sorted(files)) or NO_FILE
+        raise UploaderError(
+            f"a partition of {named} failed to be read or derived: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _derive(
+    batches: Iterator[pa.RecordBatch], plan: MappingPlan, options: Options, files: set[str]
+) -> Iterator[pa.RecordBatch]:
     stats: Counter[str] = Counter()
     for batch in batches:
         table = pa.Table.from_batches([batch])
@@ -97,6 +114,7 @@ def derive_partition(
                 else table.filter(pc.equal(files, name))
             )
             file = name or NO_FILE
+            files.add(file)
             source = Source(file, "table", tuple(part.column_names))
             chunk = Chunk(source, part, pa.array(np.zeros(part.num_rows, np.int64)))
             mapped = map_columns(chunk, plan, options)
