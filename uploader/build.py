@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from uploader.batches import body_sizes_alone
+from uploader.convert import MappedChunk, map_columns
 from uploader.event_ids import Candidates, derive_events
-from uploader.mapping import MappedChunk, MappingPlan, map_columns
+from uploader.mapping import MappingPlan
 from uploader.options import Options
 from uploader.read import CHUNK_ROWS, DoneRows, Source, read_frames
 from uploader.reasons import Reason

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from uploader.contract import EVENT_NAMES
+from uploader.convert import MappedChunk
 from uploader.duplicates import (
     KEY_BYTES,
     NO_VALUE,
@@ -32,7 +33,6 @@ from uploader.duplicates import (
 )
 from uploader.events import KEY_DTYPE, Events
 from uploader.items import contains_bytes, fuse, item_json, item_sizes, json_text
-from uploader.mapping import MappedChunk
 from uploader.reasons import Reason
 from uploader.validation import RowReject
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from uploader.events import Events
 from uploader.mapping import MappingPlan, plan_mapping
 from uploader.options import Options
 from uploader.progress import Observer, Progress, ReadMeter
-from uploader.read import CHUNK_ROWS, Source
+from uploader.read import CHUNK_ROWS, Source, read_sample
 from uploader.resume import ResumePlan
 from uploader.validation import RowReject
 from uploader.workers import built_chunks
@@ -92,7 +93,8 @@ def plan_sources(sources: Sequence[Source], options: Options) -> dict[str, Mappi
     plans = {}
     for source in sources:
         if source.columns not in by_columns:
-            by_columns[source.columns] = plan_mapping(source.columns, options, source.name)
+            sample = partial(read_sample, source)  # read only if the names leave a problem
+            by_columns[source.columns] = plan_mapping(source.columns, options, source.name, sample)
         plans[source.name] = by_columns[source.columns]
         check_types(plans[source.name], source)
     return plans
