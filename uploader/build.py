@@ -17,8 +17,9 @@ from uploader.convert import MappedChunk, map_columns
 from uploader.event_ids import Candidates, derive_events
 from uploader.mapping import MappingPlan
 from uploader.options import Options
-from uploader.read import CHUNK_ROWS, DoneRows, Source, read_frames
+from uploader.read import CHUNK_ROWS, Chunk, DoneRows, Source, read_frames
 from uploader.reasons import Reason
+from uploader.repeats import Counted, count_candidates
 from uploader.validation import RowReject, reject_row, validate_rows
 
 
@@ -44,38 +45,51 @@ def build_chunks(
     *,
     chunk_rows: int = CHUNK_ROWS,
     done: DoneRows | None = None,
-) -> Iterator[Built]:
+    count_first: bool = False,
+) -> Iterator[Built | Counted]:
     """Every chunk of every source through the per-chunk stages. With `done`, Parquet row
-    groups dealt with in an earlier run are skipped, not re-derived."""
+    groups dealt with in an earlier run are skipped, not re-derived. With `count_first`,
+    every chunk is first counted (repeats.py: every row, whatever `done` says), then built."""
+    if count_first:
+        for chunk in read_frames(sources, chunk_rows):
+            built = _build(chunk, plans[chunk.source.name], options)
+            if built.candidates is not None:
+                yield count_candidates(built.candidates)
     for chunk in read_frames(sources, chunk_rows, done):
-        name = chunk.source.name
         if chunk.skipped:
-            yield Built(name, 0, chunk.bytes_done, skipped=chunk.skipped)
+            yield Built(chunk.source.name, 0, chunk.bytes_done, skipped=chunk.skipped)
             continue
-        plan = plans[name]
-        mapped = map_columns(chunk, plan, options)
-        valid, rejects = validate_rows(mapped, plan)
-        candidates = derive_events(mapped, valid, keep_canonical=options.keep_duplicates)
-        candidates = _drop_oversize(candidates, mapped, options.max_request_bytes, rejects)
-        rejects.extend(
-            RowReject(
-                name,
-                row,
-                "row",
-                Reason(f"malformed CSV line: {why}", "malformed CSV line (wrong number of fields)"),
-            )
-            for row, why in chunk.malformed
-        )
-        yield Built(
+        yield _build(chunk, plans[chunk.source.name], options)
+
+
+def _build(chunk: Chunk, plan: MappingPlan, options: Options) -> Built:
+    name = chunk.source.name
+    mapped = map_columns(chunk, plan, options)
+    valid, rejects = validate_rows(mapped, plan)
+    line_keys = options.duplicates == "quantity"
+    candidates = derive_events(
+        mapped, valid, keep_canonical=options.keep_duplicates, line_keys=line_keys
+    )
+    candidates = _drop_oversize(candidates, mapped, options.max_request_bytes, rejects)
+    rejects.extend(
+        RowReject(
             name,
-            chunk.table.num_rows + len(chunk.malformed),
-            chunk.bytes_done,
-            candidates=candidates,
-            rejects=rejects,
-            ignored=len(mapped.ignored),
-            normalised=mapped.normalised_ids,
-            timestamps=dict(mapped.timestamp_methods),
+            row,
+            "row",
+            Reason(f"malformed CSV line: {why}", "malformed CSV line (wrong number of fields)"),
         )
+        for row, why in chunk.malformed
+    )
+    return Built(
+        name,
+        chunk.table.num_rows + len(chunk.malformed),
+        chunk.bytes_done,
+        candidates=candidates,
+        rejects=rejects,
+        ignored=len(mapped.ignored),
+        normalised=mapped.normalised_ids,
+        timestamps=dict(mapped.timestamp_methods),
+    )
 
 
 def _drop_oversize(

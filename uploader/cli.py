@@ -174,10 +174,28 @@ def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
         help="send without timestamps: the API then stamps the upload time (not for history)",
     )
     mapping.add_argument(
+        "--duplicates",
+        choices=("collapse", "keep", "quantity"),
+        help="what repeated identical rows become: one event (collapse, the default but for "
+        "'Product ordered', which must choose), one each (keep, ids numbered by occurrence) "
+        "or one whose data.quantity adds them up (quantity)",
+    )
+    mapping.add_argument(
         "--keep-duplicates",
         action="store_true",
         default=None,
-        help="send exact duplicate rows as separate events (default: collapse them into one)",
+        help="the same as --duplicates keep",
+    )
+    mapping.add_argument(
+        "--catalog",
+        metavar="FILE[:COLUMN]",
+        help="a catalogue export (CSV or Parquet, a path or URI): every productId must be in "
+        "it; COLUMN is found like productId when not given",
+    )
+    mapping.add_argument(
+        "--catalog-mode",
+        choices=("reject", "warn"),
+        help="reject rows of products not in --catalog (default), or only count them",
     )
     packing = parser.add_argument_group("requests and output")
     packing.add_argument(

@@ -21,6 +21,7 @@ import httpx
 from uploader.batches import Batch
 from uploader.checkpoint import Checkpoint
 from uploader.config import AUTO_MAX, Destination, Outputs, RunConfig
+from uploader.contract import EVENT_NAMES
 from uploader.errors import CheckpointError, OutputError
 from uploader.inputs import Source
 from uploader.lease import RunLease
@@ -357,6 +358,11 @@ def _read_figures(tally: Tally, options: Options) -> dict[str, Any]:
         "rows_ignored": tally.rows_ignored,
         "rows_skipped_done_before": tally.rows_skipped,
         "ids_normalised": tally.ids_normalised,
+        "duplicates": options.duplicates,
+        "repeats_by_event": {
+            EVENT_NAMES[code]: int(n) for code, n in enumerate(tally.collapsed_by_code) if n
+        },
+        "order_repeat": tally.first_order_repeat,
         "valid_by_event": dict(tally.by_event),
         "rejects_by_cause": tuple(
             CauseCount(cause, count, tuple(tally.reject_examples[cause]))

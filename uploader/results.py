@@ -82,6 +82,11 @@ class ValidationResult:
     rows_ignored: int = 0
     rows_skipped_done_before: int = 0  # Parquet row groups an earlier run finished
     ids_normalised: int = 0
+    # What repeated identical rows became: the --duplicates choice (None: not chosen, they
+    # collapse), the repeats per event name, and a 'Product ordered' row that repeats one.
+    duplicates: str | None = None
+    repeats_by_event: Mapping[str, int] = field(default_factory=dict)
+    order_repeat: tuple[str, int] | None = None
     valid_by_event: Mapping[str, int] = field(default_factory=dict)
     rejects_by_cause: tuple[CauseCount, ...] = ()  # found before sending
     files: tuple[FileFigures, ...] = ()
@@ -118,6 +123,11 @@ class ValidationResult:
         return {**parts, "holds": total == self.rows_read}
 
     @property
+    def choice_needed(self) -> bool:
+        """Identical 'Product ordered' rows and no --duplicates choice: an upload refuses."""
+        return self.duplicates is None and bool(self.repeats_by_event.get("Product ordered"))
+
+    @property
     def rejects_truncated(self) -> bool:
         """`.rejects` holds fewer rows than were rejected."""
         return self.rejects_seen > len(self.kept_rejects)
@@ -136,6 +146,11 @@ class ValidationResult:
             "rows_ignored": self.rows_ignored,
             "rows_skipped_done_before": self.rows_skipped_done_before,
             "ids_normalised": self.ids_normalised,
+            "duplicates": {
+                "choice": self.duplicates,
+                "repeats_by_event": dict(sorted(self.repeats_by_event.items())),
+                "choice_needed": self.choice_needed,
+            },
             "by_event": dict(sorted(self.valid_by_event.items())),
             "rejects_by_cause": [c.to_json() for c in self.all_rejects_by_cause],
             "files": [f.to_json() for f in self.files],

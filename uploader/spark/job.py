@@ -38,7 +38,7 @@ DEFAULT_STATE_DIR = ".uploader/spark-state"
 REJECTS_KEPT = 100_000
 MAPPING = ("event", "event_column", "event_map", "mapping", "timestamp_unit",
            "timestamp_format", "timezone", "no_timestamp", "keep_duplicates", "batch_size",
-           "max_request_bytes", "config")  # fmt: skip
+           "max_request_bytes", "config", "duplicates", "catalog", "catalog_mode")  # fmt: skip
 SPARK_VALIDATE_OPTIONS = (*MAPPING, "rejects", "report")
 SPARK_UPLOAD_OPTIONS = (
     *SPARK_VALIDATE_OPTIONS,
