@@ -11,8 +11,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 
 from uploader.batches import body_sizes_alone
+from uploader.catalog import Catalog, CatalogInfo
 from uploader.convert import MappedChunk, map_columns
 from uploader.event_ids import Candidates, derive_events
 from uploader.mapping import MappingPlan
@@ -36,6 +38,8 @@ class Built:
     ignored: int = 0  # rows left out by --event-map X=ignore
     normalised: int = 0  # ids written as whole floats
     timestamps: dict[str, int] = field(default_factory=dict)  # how they were read
+    unknown_products: int = 0  # not in --catalog, sent anyway (--catalog-mode warn)
+    catalog: CatalogInfo | None = None  # the catalogue checked against
 
 
 def build_chunks(
@@ -50,22 +54,31 @@ def build_chunks(
     """Every chunk of every source through the per-chunk stages. With `done`, Parquet row
     groups dealt with in an earlier run are skipped, not re-derived. With `count_first`,
     every chunk is first counted (repeats.py: every row, whatever `done` says), then built."""
-    if count_first:
-        for chunk in read_frames(sources, chunk_rows):
-            built = _build(chunk, plans[chunk.source.name], options)
-            if built.candidates is not None:
-                yield count_candidates(built.candidates)
-    for chunk in read_frames(sources, chunk_rows, done):
-        if chunk.skipped:
-            yield Built(chunk.source.name, 0, chunk.bytes_done, skipped=chunk.skipped)
-            continue
-        yield _build(chunk, plans[chunk.source.name], options)
+    # Loaded here, once per run, in the process that builds: see catalog.py.
+    catalog = Catalog(options) if options.catalog is not None else None
+    try:
+        if count_first:
+            for chunk in read_frames(sources, chunk_rows):
+                built = _build(chunk, plans[chunk.source.name], options, catalog)
+                if built.candidates is not None:
+                    yield count_candidates(built.candidates)
+        for chunk in read_frames(sources, chunk_rows, done):
+            if chunk.skipped:
+                yield Built(chunk.source.name, 0, chunk.bytes_done, skipped=chunk.skipped)
+                continue
+            yield _build(chunk, plans[chunk.source.name], options, catalog)
+    finally:
+        if catalog is not None:
+            catalog.close()
 
 
-def _build(chunk: Chunk, plan: MappingPlan, options: Options) -> Built:
+def _build(chunk: Chunk, plan: MappingPlan, options: Options, catalog: Catalog | None) -> Built:
     name = chunk.source.name
     mapped = map_columns(chunk, plan, options)
     valid, rejects = validate_rows(mapped, plan)
+    unknown = 0
+    if catalog is not None and len(valid):
+        valid, unknown = _check_catalog(catalog, mapped, valid, rejects)
     line_keys = options.duplicates == "quantity"
     candidates = derive_events(
         mapped, valid, keep_canonical=options.keep_duplicates, line_keys=line_keys
@@ -89,7 +102,26 @@ def _build(chunk: Chunk, plan: MappingPlan, options: Options) -> Built:
         ignored=len(mapped.ignored),
         normalised=mapped.normalised_ids,
         timestamps=dict(mapped.timestamp_methods),
+        unknown_products=unknown,
+        catalog=None if catalog is None else catalog.info,
     )
+
+
+def _check_catalog(
+    catalog: Catalog, mapped: MappedChunk, valid: np.ndarray, rejects: list[RowReject]
+) -> tuple[np.ndarray, int]:
+    """(the rows still valid, how many unknown products were let through): products not in
+    the catalogue are rejected, or with --catalog-mode warn counted."""
+    products = mapped.values["data.productId"].take(pa.array(valid, pa.int64()))
+    unknown = catalog.unknown(products)
+    if not unknown.any():
+        return valid, 0
+    if catalog.mode == "warn":
+        return valid, int(unknown.sum())
+    for k in np.flatnonzero(unknown).tolist():
+        reason = catalog.reason(str(products[k].as_py()))
+        rejects.append(reject_row(mapped, int(valid[k]), "data.productId", reason))
+    return valid[~unknown], 0
 
 
 def _drop_oversize(

@@ -235,6 +235,13 @@ def format_summary(result: ValidationResult, *, planned: bool = True) -> str:
     if result.timestamps:
         read = "; ".join(f"{n:,} {how}" for how, n in result.timestamps.items())
         lines.append(f"Timestamps: {read}.")
+    if result.catalog is not None:
+        catalog = result.catalog
+        lines.append(
+            f"Catalogue: {catalog['name']}, column {catalog['column']!r}: "
+            f"{catalog['products']:,} products; unknown products "
+            + ("rejected." if catalog["mode"] == "reject" else "sent (--catalog-mode warn).")
+        )
     if result.ids_normalised:
         normalised = result.ids_normalised
         lines.append(f"Ids written as whole floats, normalised (17850.0 -> 17850): {normalised:,}.")
@@ -251,6 +258,11 @@ def format_summary(result: ValidationResult, *, planned: bool = True) -> str:
         lines.append(
             f"Exact duplicate rows collapsed into one event: {result.duplicates_collapsed:,} "
             "(--duplicates keep|quantity sends them)"
+        )
+    if result.unknown_products:
+        lines.append(
+            f"Products not in the catalogue, sent anyway (--catalog-mode warn): "
+            f"{result.unknown_products:,}"
         )
     if result.rows_ignored:
         lines.append(f"Rows left out by --event-map …=ignore: {result.rows_ignored:,}")

@@ -127,6 +127,17 @@ def _map_event_names(column: pa.Array, plan: MappingPlan, mapped: MappedChunk) -
             )
 
 
+def ids_as_text(column: pa.Array, decimal: str = ".") -> pa.Array:
+    """Ids read as a productId is (another table's: a catalogue): trimmed text, whole
+    floats as integers; null where blank, or where a float may have lost digits."""
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    if not pa.types.is_string(column.type) and not pa.types.is_floating(column.type):
+        column = pc.cast(column, pa.string())
+    ids, _, _ = _ids(column, FieldPlan("data.productId", "", "id", False), decimal)
+    return ids
+
+
 def _ids(
     column: pa.Array, fp: FieldPlan, decimal: str = "."
 ) -> tuple[pa.Array, int, dict[int, str]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -363,6 +364,8 @@ def _read_figures(tally: Tally, options: Options) -> dict[str, Any]:
             EVENT_NAMES[code]: int(n) for code, n in enumerate(tally.collapsed_by_code) if n
         },
         "order_repeat": tally.first_order_repeat,
+        "catalog": None if tally.catalog is None else dataclasses.asdict(tally.catalog),
+        "unknown_products": tally.unknown_products,
         "valid_by_event": dict(tally.by_event),
         "rejects_by_cause": tuple(
             CauseCount(cause, count, tuple(tally.reject_examples[cause]))

@@ -18,6 +18,7 @@ import numpy as np
 
 from uploader.batches import Batch, pack_batches
 from uploader.build import Built
+from uploader.catalog import CatalogInfo
 from uploader.column_types import check_types
 from uploader.dialect import CsvDialect
 from uploader.event_ids import DuplicateTracker, settle_events
@@ -60,6 +61,8 @@ class Tally:
     files: dict[str, int] = field(default_factory=dict)
     collapsed_by_code: np.ndarray = field(default_factory=lambda: np.zeros(4, np.int64))
     first_order_repeat: tuple[str, int] | None = None  # a 'Product ordered' repeat
+    unknown_products: int = 0  # not in --catalog, sent anyway (--catalog-mode warn)
+    catalog: CatalogInfo | None = None
 
     def add_rejects(self, rejects: Sequence[RowReject]) -> None:
         self.events_rejected += len(rejects)
@@ -181,6 +184,8 @@ def settle_chunks(
         tally.rows_ignored += chunk.ignored
         tally.ids_normalised += chunk.normalised
         tally.timestamps.update(chunk.timestamps)
+        tally.unknown_products += chunk.unknown_products
+        tally.catalog = chunk.catalog or tally.catalog
         tally.events_valid += len(events)
         tally.by_event.update(events.name_counts())
         tally.add_rejects(rejects)

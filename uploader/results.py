@@ -87,6 +87,10 @@ class ValidationResult:
     duplicates: str | None = None
     repeats_by_event: Mapping[str, int] = field(default_factory=dict)
     order_repeat: tuple[str, int] | None = None
+    # The --catalog checked against (file, column, products, mode), and the rows of products
+    # not in it that were sent anyway (--catalog-mode warn).
+    catalog: Mapping[str, Any] | None = None
+    unknown_products: int = 0
     valid_by_event: Mapping[str, int] = field(default_factory=dict)
     rejects_by_cause: tuple[CauseCount, ...] = ()  # found before sending
     files: tuple[FileFigures, ...] = ()
@@ -151,6 +155,11 @@ class ValidationResult:
                 "repeats_by_event": dict(sorted(self.repeats_by_event.items())),
                 "choice_needed": self.choice_needed,
             },
+            **(
+                {"catalog": {**self.catalog, "unknown_products_sent": self.unknown_products}}
+                if self.catalog is not None
+                else {}
+            ),
             "by_event": dict(sorted(self.valid_by_event.items())),
             "rejects_by_cause": [c.to_json() for c in self.all_rejects_by_cause],
             "files": [f.to_json() for f in self.files],
