@@ -230,6 +230,11 @@ def format_summary(result: ValidationResult, *, planned: bool = True) -> str:
             f"{_label(f.path)} <- {f.column}{'' if f.detected else ' (--map)'}" for f in plan.fields
         )
         lines.append(f"Mapping{which}: {event}; {mapped}.")
+        if plan.notes:
+            lines.append(
+                f"  A rejects file: its columns {', '.join(plan.notes)} are an earlier run's "
+                "notes, not mapped and not sent; each row keeps the eventId of its original row."
+            )
         if plan.ignored:
             lines.append(f"  Columns not sent: {', '.join(plan.ignored)}.")
     if result.timestamps:

@@ -67,6 +67,7 @@ class FileFigures:
             "event": self.plan.event,
             "event_column": self.plan.event_column,
             "columns_not_sent": list(self.plan.ignored),
+            **({"rejects_file_notes": list(self.plan.notes)} if self.plan.notes else {}),
             **({"csv": self.dialect.to_json()} if self.dialect is not None else {}),
         }
 
