@@ -83,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_upload_arguments(upload)
     upload.set_defaults(run=run_upload)
 
+    init = commands.add_parser(
+        "init",
+        help="write a commented config (TOML) for an input to standard output",
+        description="Look at an input's columns and first rows and write a commented TOML "
+        "config to standard output, ready for --config: the mapping found by names, what the "
+        "values suggest where names say nothing, and every other key with its default. "
+        "Flags given here are written as given.",
+        epilog="exit codes: 0 the config is complete; 1 it is written, but something is left "
+        "to choose (marked CHOOSE in it); 2 bad options or input.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_input_arguments(init)
+    init.set_defaults(run=run_init)
+
     status = commands.add_parser(
         "status",
         help="list the runs and files of a state file",
@@ -314,6 +328,25 @@ def run_validate(args: argparse.Namespace) -> int:
     return EXIT_REJECTS if result.events_rejected else EXIT_OK
 
 
+def run_init(args: argparse.Namespace) -> int:
+    from uploader.starter import write_starter
+
+    if args.rejects or args.report:
+        raise ConfigError("init writes a config to standard output; --rejects and --report "
+                          "go with validate and upload")  # fmt: skip
+    config = build_config(args.paths, command="validate", **_mapping(args))
+    starter = write_starter(config, args.argv[1:])
+    sys.stdout.write(starter.text)
+    if starter.to_choose:
+        print(
+            f"uploader: init: the config is written, but choose {', '.join(starter.to_choose)} "
+            "in it (see CHOOSE)",
+            file=sys.stderr,
+        )
+        return EXIT_REJECTS
+    return EXIT_OK
+
+
 def run_upload(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(args)
@@ -437,6 +470,7 @@ def _show_warning(message: Warning | str, *_: Any, **__: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command in ("validate", "upload"):
         # The worker that builds chunks imports pandas and pyarrow while this process does.
         workers.prestart()
