@@ -199,3 +199,15 @@ def test_a_run_that_counts_first_builds_in_the_worker_as_here(tmp_path, write_cs
         assert code == 1  # the header lines repeated in the middle are rejects
         bodies.append((out / "requests.jsonl").read_bytes())
     assert bodies[0] == bodies[1] and bodies[0]
+
+
+def test_the_python_api_takes_the_choice_as_a_keyword(write_csv):
+    import uploader
+
+    result = uploader.validate(
+        str(write_csv(ORDERS)), event="Product ordered", duplicates="quantity", progress=False
+    )
+    assert (result.events_valid, result.duplicates_collapsed) == (3, 3)
+    assert not result.choice_needed
+    unchosen = uploader.validate(str(write_csv(ORDERS)), event="Product ordered", progress=False)
+    assert unchosen.choice_needed and unchosen.repeats_by_event == {"Product ordered": 2}

@@ -50,6 +50,7 @@ SPARK_UPLOAD_OPTIONS = (
 def validate(df: Any, **options: Any) -> ValidationResult:
     """Read, map and validate a Spark DataFrame on the cluster; nothing is sent."""
     settings = build_settings(command="validate", known=SPARK_VALIDATE_OPTIONS, **options)
+    _refuse_unsupported(settings.mapping)
     plan = plan_mapping(tuple(df.columns), settings.mapping, "<Spark DataFrame>")
     derived = _derive(df, plan, settings.mapping)
     try:
@@ -66,6 +67,7 @@ def upload(df: Any, **options: Any) -> UploadResult:
     """Upload a Spark DataFrame on the cluster, resumably (see the module's docstring)."""
     options.setdefault("state", DEFAULT_STATE_DIR)
     settings = build_settings(command="upload", known=SPARK_UPLOAD_OPTIONS, **options)
+    _refuse_unsupported(settings.mapping)
     if settings.given.get("sandbox") is True:
         raise ConfigError(
             "sandbox=True starts a sandbox in this process; for a Spark job "
@@ -169,6 +171,23 @@ def upload(df: Any, **options: Any) -> UploadResult:
 
         write_json(settings.outputs.report, result.to_json())
     return result
+
+
+def _refuse_unsupported(options: Any) -> None:
+    """Options the local engine has and this one does not do yet: refused, not ignored."""
+    missing = [
+        name
+        for name, asked in (
+            ("duplicates='quantity'", options.duplicates == "quantity"),
+            ("catalog=", options.catalog is not None),
+        )
+        if asked
+    ]
+    if missing:
+        raise ConfigError(
+            f"the Spark engine does not do {' or '.join(missing)} yet; use uploader.upload "
+            "(the local engine) for that input"
+        )
 
 
 def _derive(df: Any, plan: Any, options: Any) -> Any:
