@@ -177,3 +177,17 @@ def test_typed_and_epoch_timestamps_and_a_typo_in_a_flag_are_all_reported(write_
         "    'epoch': read as timestamps (epoch milliseconds (inferred from magnitude)), "
         "e.g. '1714644000000': --map timestamp=epoch"
     )
+
+
+def test_a_session_column_is_not_the_first_suggestion_for_a_person(write_csv, run_plan):
+    rows = [
+        f"2024-05-02T10:00:00Z,view,S{i},{400 + i % 12},{i:08d}-4dac-4778-8d2c-92e149dab885"
+        for i in range(30)
+    ]
+    path = write_csv("ts,event,sku,who,sess\n" + "\n".join(rows) + "\n")
+    with pytest.raises(InputError) as info:
+        run_plan([path])
+    assert [line.split(":")[0] for line in str(info.value).splitlines()[1:]] == [
+        "    'who'",
+        "    'sess'",
+    ]

@@ -50,6 +50,8 @@ PRODUCT_WORDS = ("product", "prod", "article", "item", "sku", "goods", "variant"
                  "stock", "ean", "gtin", "asin", "upc", "isbn", "catalog", "catalogue")  # fmt: skip
 IDENTITY_WORDS = ("user", "customer", "cust", "client", "visitor", "member", "account",
                   "buyer", "shopper", "person", "email", "profile", "uid", "login")  # fmt: skip
+# A session id is no person: it fills sessionId, never userId.
+SESSION_WORDS = ("session", "sess", "sid")
 TIME_WORDS = ("date", "dat", "time", "ts", "day", "created", "when", "timestamp", "datetime")
 EVENT_WORDS = ("event", "type", "action", "kind", "activity", "behavior", "behaviour",
                "interaction", "verb")  # fmt: skip
@@ -213,7 +215,8 @@ def _fit(kind: str, profile: ColumnProfile) -> tuple[int, str] | None:
         if kind == "productId":
             score = 2 * named["product"] - 2 * named["identity"] - personal
         else:
-            score = 2 * named["identity"] - 2 * named["product"] + personal
+            session = bool(words & set(SESSION_WORDS))
+            score = 2 * named["identity"] - 2 * named["product"] - 2 * session + personal
         return score - (profile.time is not None), described  # epoch numbers: times first
     if kind == "timestamp" and profile.time is not None:
         score = 2 * profile.time_typed + bool(words & set(TIME_WORDS))
