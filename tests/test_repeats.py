@@ -211,3 +211,10 @@ def test_the_python_api_takes_the_choice_as_a_keyword(write_csv):
     assert not result.choice_needed
     unchosen = uploader.validate(str(write_csv(ORDERS)), event="Product ordered", progress=False)
     assert unchosen.choice_needed and unchosen.repeats_by_event == {"Product ordered": 2}
+
+
+def test_a_notebook_shows_the_choice_needed(write_csv):
+    import uploader
+
+    unchosen = uploader.validate(str(write_csv(ORDERS)), event="Product ordered", progress=False)
+    assert "<strong>Choice needed:</strong> 2 'Product ordered' rows" in unchosen._repr_html_()

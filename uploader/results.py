@@ -218,12 +218,21 @@ class ValidationResult:
         return "Validation: nothing was sent"
 
     def _notes(self) -> list[str]:
-        if not self.rejects_truncated:
-            return []
-        return [
-            f"<code>.rejects</code> holds the first {len(self.kept_rejects):,} rejected rows; "
-            "give <code>rejects=PATH</code> for all of them."
-        ]
+        notes = []
+        if self.choice_needed:
+            repeats = self.repeats_by_event.get("Product ordered", 0)
+            notes.append(
+                f"<strong>Choice needed:</strong> {repeats:,} 'Product ordered' rows repeat an "
+                'earlier row exactly; give <code>duplicates="collapse"</code>, '
+                '<code>"keep"</code> or <code>"quantity"</code> (an upload sends nothing '
+                "until then)."
+            )
+        if self.rejects_truncated:
+            notes.append(
+                f"<code>.rejects</code> holds the first {len(self.kept_rejects):,} rejected "
+                "rows; give <code>rejects=PATH</code> for all of them."
+            )
+        return notes
 
     def _repr_html_(self) -> str:
         return _render_html(self._title(), self._rows(), self.by_event, self, self._notes())
