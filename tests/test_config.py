@@ -37,7 +37,8 @@ MISSING = {
     "key": "API key (give INTEMPT_API_KEY or --api-key-file FILE)",
 }
 VALIDATE_KNOWN = (
-    "batch_size, config, decimal, delimiter, encoding, event, event_column, event_map, "
+    "batch_size, catalog, catalog_mode, config, decimal, delimiter, duplicates, encoding, "
+    "event, event_column, event_map, "
     "keep_duplicates, mapping, max_request_bytes, no_timestamp, rejects, report, "
     "timestamp_format, timestamp_unit, timezone"
 )
@@ -78,7 +79,8 @@ def test_upload_lists_every_option_it_knows(csv_path):
         build_config(csv_path, command="upload", eventmap={}, env=ENV)
     assert str(caught.value) == (
         "unknown option eventmap; known options: api_key, api_key_file, base_url, batch_size, "
-        "concurrency, config, decimal, delimiter, encoding, event, event_column, event_map, force, "
+        "catalog, catalog_mode, concurrency, config, decimal, delimiter, duplicates, encoding, "
+        "event, event_column, event_map, force, "
         "keep_duplicates, mapping, max_request_bytes, max_retry_time, no_timestamp, org, project, "
         "rate, rejects, report, restart, sandbox, source_id, state, timestamp_format, "
         "timestamp_unit, timezone, wait"

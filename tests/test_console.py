@@ -37,7 +37,7 @@ Ids written as whole floats, normalised (17850.0 -> 17850): 1.
 Valid events: 2
   Added to cart                 1
   Product viewed                1
-Exact duplicate rows collapsed into one event: 1 (--keep-duplicates sends each)
+Exact duplicate rows collapsed into one event: 1 (--duplicates keep|quantity sends them)
 Rows left out by --event-map …=ignore: 1
 Rejected rows: 3
          2  data.productId: productId is blank (column 'sku')

@@ -76,3 +76,33 @@ def test_given_ids_repeated_across_chunks_and_files_point_at_the_first_use(write
     assert [(r.file, r.row) for r in rejects] == [(str(b), 1), (str(b), 2), (str(b), 3)]
     assert all(f"also used by {a} row" in r.reason for r in rejects)
     assert "row 1" in rejects[2].reason
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    batches=st.lists(st.lists(st.tuples(keys, st.integers(1, 5)), max_size=40), max_size=12),
+    memory_keys=st.sampled_from([3, 10, 1000]),
+)
+def test_increment_counts_like_a_counter_in_memory_and_spilled(batches, memory_keys):
+    # The first pass of --duplicates quantity: a total per key, kept in bounded memory.
+    model: dict[tuple[int, int], int] = {}
+    totals = KeySet(with_values=True, memory_keys=memory_keys, max_spilled=2)
+    try:
+        for batch in batches:
+            summed: dict[tuple[int, int], int] = {}
+            for key, amount in batch:
+                summed[key] = summed.get(key, 0) + amount
+            hi = np.array([k[0] for k in summed], dtype=np.uint64)
+            lo = np.array([k[1] for k in summed], dtype=np.uint16)
+            amounts = np.array(list(summed.values()), dtype=np.int64)
+            found = totals.increment(hi, lo, amounts)
+            assert found.tolist() == [k in model for k in summed]
+            totals.add(hi[~found], lo[~found], amounts[~found])
+            for key, amount in summed.items():
+                model[key] = model.get(key, 0) + amount
+        if model:
+            hi = np.array([k[0] for k in model], dtype=np.uint64)
+            lo = np.array([k[1] for k in model], dtype=np.uint16)
+            assert totals.lookup(hi, lo).tolist() == list(model.values())
+    finally:
+        totals.close()

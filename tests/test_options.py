@@ -18,7 +18,8 @@ from uploader.options import (
 
 NAMES = "'Product viewed', 'Added to cart', 'Removed from cart', 'Product ordered'"
 KNOWN = (
-    "batch_size, decimal, delimiter, encoding, event, event_column, event_map, keep_duplicates, "
+    "batch_size, catalog, catalog_mode, decimal, delimiter, duplicates, encoding, event, "
+    "event_column, event_map, keep_duplicates, "
     "mapping, max_request_bytes, no_timestamp, timestamp_format, timestamp_unit, timezone"
 )
 

@@ -20,6 +20,7 @@ VALIDATION_KEYS = [
     "rows_ignored",
     "rows_skipped_done_before",
     "ids_normalised",
+    "duplicates",
     "by_event",
     "rejects_by_cause",
     "files",

@@ -11,13 +11,17 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 
 from uploader.batches import body_sizes_alone
+from uploader.catalog import Catalog, CatalogInfo
+from uploader.convert import MappedChunk, map_columns
 from uploader.event_ids import Candidates, derive_events
-from uploader.mapping import MappedChunk, MappingPlan, map_columns
+from uploader.mapping import MappingPlan
 from uploader.options import Options
-from uploader.read import CHUNK_ROWS, DoneRows, Source, read_frames
+from uploader.read import CHUNK_ROWS, Chunk, DoneRows, Source, read_frames
 from uploader.reasons import Reason
+from uploader.repeats import Counted, count_candidates
 from uploader.validation import RowReject, reject_row, validate_rows
 
 
@@ -34,6 +38,8 @@ class Built:
     ignored: int = 0  # rows left out by --event-map X=ignore
     normalised: int = 0  # ids written as whole floats
     timestamps: dict[str, int] = field(default_factory=dict)  # how they were read
+    unknown_products: int = 0  # not in --catalog, sent anyway (--catalog-mode warn)
+    catalog: CatalogInfo | None = None  # the catalogue checked against
 
 
 def build_chunks(
@@ -43,38 +49,79 @@ def build_chunks(
     *,
     chunk_rows: int = CHUNK_ROWS,
     done: DoneRows | None = None,
-) -> Iterator[Built]:
+    count_first: bool = False,
+) -> Iterator[Built | Counted]:
     """Every chunk of every source through the per-chunk stages. With `done`, Parquet row
-    groups dealt with in an earlier run are skipped, not re-derived."""
-    for chunk in read_frames(sources, chunk_rows, done):
-        name = chunk.source.name
-        if chunk.skipped:
-            yield Built(name, 0, chunk.bytes_done, skipped=chunk.skipped)
-            continue
-        plan = plans[name]
-        mapped = map_columns(chunk, plan, options)
-        valid, rejects = validate_rows(mapped, plan)
-        candidates = derive_events(mapped, valid, keep_canonical=options.keep_duplicates)
-        candidates = _drop_oversize(candidates, mapped, options.max_request_bytes, rejects)
-        rejects.extend(
-            RowReject(
-                name,
-                row,
-                "row",
-                Reason(f"malformed CSV line: {why}", "malformed CSV line (wrong number of fields)"),
-            )
-            for row, why in chunk.malformed
-        )
-        yield Built(
+    groups dealt with in an earlier run are skipped, not re-derived. With `count_first`,
+    every chunk is first counted (repeats.py: every row, whatever `done` says), then built."""
+    # Loaded here, once per run, in the process that builds: see catalog.py.
+    catalog = Catalog(options) if options.catalog is not None else None
+    try:
+        if count_first:
+            for chunk in read_frames(sources, chunk_rows):
+                built = _build(chunk, plans[chunk.source.name], options, catalog)
+                if built.candidates is not None:
+                    yield count_candidates(built.candidates)
+        for chunk in read_frames(sources, chunk_rows, done):
+            if chunk.skipped:
+                yield Built(chunk.source.name, 0, chunk.bytes_done, skipped=chunk.skipped)
+                continue
+            yield _build(chunk, plans[chunk.source.name], options, catalog)
+    finally:
+        if catalog is not None:
+            catalog.close()
+
+
+def _build(chunk: Chunk, plan: MappingPlan, options: Options, catalog: Catalog | None) -> Built:
+    name = chunk.source.name
+    mapped = map_columns(chunk, plan, options)
+    valid, rejects = validate_rows(mapped, plan)
+    unknown = 0
+    if catalog is not None and len(valid):
+        valid, unknown = _check_catalog(catalog, mapped, valid, rejects)
+    line_keys = options.duplicates == "quantity"
+    candidates = derive_events(
+        mapped, valid, keep_canonical=options.keep_duplicates, line_keys=line_keys
+    )
+    candidates = _drop_oversize(candidates, mapped, options.max_request_bytes, rejects)
+    rejects.extend(
+        RowReject(
             name,
-            chunk.table.num_rows + len(chunk.malformed),
-            chunk.bytes_done,
-            candidates=candidates,
-            rejects=rejects,
-            ignored=len(mapped.ignored),
-            normalised=mapped.normalised_ids,
-            timestamps=dict(mapped.timestamp_methods),
+            row,
+            "row",
+            Reason(f"malformed CSV line: {why}", "malformed CSV line (wrong number of fields)"),
         )
+        for row, why in chunk.malformed
+    )
+    return Built(
+        name,
+        chunk.table.num_rows + len(chunk.malformed),
+        chunk.bytes_done,
+        candidates=candidates,
+        rejects=rejects,
+        ignored=len(mapped.ignored),
+        normalised=mapped.normalised_ids,
+        timestamps=dict(mapped.timestamp_methods),
+        unknown_products=unknown,
+        catalog=None if catalog is None else catalog.info,
+    )
+
+
+def _check_catalog(
+    catalog: Catalog, mapped: MappedChunk, valid: np.ndarray, rejects: list[RowReject]
+) -> tuple[np.ndarray, int]:
+    """(the rows still valid, how many unknown products were let through): products not in
+    the catalogue are rejected, or with --catalog-mode warn counted."""
+    products = mapped.values["data.productId"].take(pa.array(valid, pa.int64()))
+    unknown = catalog.unknown(products)
+    if not unknown.any():
+        return valid, 0
+    if catalog.mode == "warn":
+        return valid, int(unknown.sum())
+    for k in np.flatnonzero(unknown).tolist():
+        reason = catalog.reason(str(products[k].as_py()))
+        rejects.append(reject_row(mapped, int(valid[k]), "data.productId", reason))
+    return valid[~unknown], 0
 
 
 def _drop_oversize(

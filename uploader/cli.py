@@ -31,7 +31,7 @@ EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_ABORTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 
 
 def build_parser() -> argparse.ArgumentParser:
     return flags.build_parser(
-        {"validate": run_validate, "upload": run_upload, "status": run_status}
+        {"validate": run_validate, "upload": run_upload, "init": run_init, "status": run_status}
     )
 
 
@@ -55,6 +55,25 @@ def run_validate(args: argparse.Namespace) -> int:
             display.close()
     print(format_result(result))
     return EXIT_REJECTS if result.events_rejected else EXIT_OK
+
+
+def run_init(args: argparse.Namespace) -> int:
+    from uploader.starter import write_starter
+
+    if args.rejects or args.report:
+        raise ConfigError("init writes a config to standard output; --rejects and --report "
+                          "go with validate and upload")  # fmt: skip
+    config = build_config(args.paths, command="validate", **_mapping(args))
+    starter = write_starter(config, args.argv[1:])
+    sys.stdout.write(starter.text)
+    if starter.to_choose:
+        print(
+            f"uploader: init: the config is written, but choose {', '.join(starter.to_choose)} "
+            "in it (see CHOOSE)",
+            file=sys.stderr,
+        )
+        return EXIT_REJECTS
+    return EXIT_OK
 
 
 def run_upload(args: argparse.Namespace) -> int:
@@ -227,6 +246,7 @@ def _show_warning(message: Warning | str, *_: Any, **__: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command in ("validate", "upload"):
         # The worker that builds chunks imports pandas and pyarrow while this process does.
         workers.prestart()

@@ -230,11 +230,23 @@ def format_summary(result: ValidationResult, *, planned: bool = True) -> str:
             f"{_label(f.path)} <- {f.column}{'' if f.detected else ' (--map)'}" for f in plan.fields
         )
         lines.append(f"Mapping{which}: {event}; {mapped}.")
+        if plan.notes:
+            lines.append(
+                f"  A rejects file: its columns {', '.join(plan.notes)} are an earlier run's "
+                "notes, not mapped and not sent; each row keeps the eventId of its original row."
+            )
         if plan.ignored:
             lines.append(f"  Columns not sent: {', '.join(plan.ignored)}.")
     if result.timestamps:
         read = "; ".join(f"{n:,} {how}" for how, n in result.timestamps.items())
         lines.append(f"Timestamps: {read}.")
+    if result.catalog is not None:
+        catalog = result.catalog
+        lines.append(
+            f"Catalogue: {catalog['name']}, column {catalog['column']!r}: "
+            f"{catalog['products']:,} products; unknown products "
+            + ("rejected." if catalog["mode"] == "reject" else "sent (--catalog-mode warn).")
+        )
     if result.ids_normalised:
         normalised = result.ids_normalised
         lines.append(f"Ids written as whole floats, normalised (17850.0 -> 17850): {normalised:,}.")
@@ -242,10 +254,20 @@ def format_summary(result: ValidationResult, *, planned: bool = True) -> str:
     lines.append(f"Valid events: {result.events_valid:,}")
     for name, count in sorted(result.valid_by_event.items()):
         lines.append(f"  {name:<20} {count:>10,}")
-    if result.duplicates_collapsed:
+    if result.duplicates_collapsed and result.duplicates == "quantity":
+        lines.append(
+            f"Rows added up into an earlier identical row's data.quantity: "
+            f"{result.duplicates_collapsed:,} (--duplicates quantity)"
+        )
+    elif result.duplicates_collapsed:
         lines.append(
             f"Exact duplicate rows collapsed into one event: {result.duplicates_collapsed:,} "
-            "(--keep-duplicates sends each)"
+            "(--duplicates keep|quantity sends them)"
+        )
+    if result.unknown_products:
+        lines.append(
+            f"Products not in the catalogue, sent anyway (--catalog-mode warn): "
+            f"{result.unknown_products:,}"
         )
     if result.rows_ignored:
         lines.append(f"Rows left out by --event-map …=ignore: {result.rows_ignored:,}")
@@ -275,7 +297,28 @@ def format_summary(result: ValidationResult, *, planned: bool = True) -> str:
     )
     if planned:
         lines.append(f"Requests: {result.requests:,} ({result.request_bytes:,} bytes of JSON)")
+    if result.choice_needed:
+        lines.extend(["", *format_choice(result)])
     return "\n".join(lines)
+
+
+def format_choice(result: ValidationResult) -> list[str]:
+    """The notice of identical order rows with no --duplicates choice: what each would send."""
+    repeats = result.repeats_by_event.get("Product ordered", 0)
+    orders = result.valid_by_event.get("Product ordered", 0)
+    where = ""
+    if result.order_repeat is not None:
+        where = f" (e.g. {os.path.basename(result.order_repeat[0])} row {result.order_repeat[1]:,})"
+    return [
+        f"CHOICE NEEDED: {repeats:,} 'Product ordered' rows repeat an earlier row exactly{where}.",
+        f"  --duplicates collapse   sends {orders:,} order events: each repeated line once",
+        f"  --duplicates keep       sends {orders + repeats:,}: one per row, ids numbered by "
+        "occurrence",
+        "  --duplicates quantity   sends each repeated line once, with data.quantity the "
+        "number of its rows (the sum of their quantities)",
+        'uploader upload sends nothing until one is chosen (the flag, or duplicates = "…" in '
+        "the config).",
+    ]
 
 
 def _dialect_lines(result: ValidationResult) -> list[str]:

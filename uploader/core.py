@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -21,6 +22,7 @@ import httpx
 from uploader.batches import Batch
 from uploader.checkpoint import Checkpoint
 from uploader.config import AUTO_MAX, Destination, Outputs, RunConfig
+from uploader.contract import EVENT_NAMES
 from uploader.errors import CheckpointError, OutputError
 from uploader.inputs import Source
 from uploader.lease import RunLease
@@ -357,6 +359,13 @@ def _read_figures(tally: Tally, options: Options) -> dict[str, Any]:
         "rows_ignored": tally.rows_ignored,
         "rows_skipped_done_before": tally.rows_skipped,
         "ids_normalised": tally.ids_normalised,
+        "duplicates": options.duplicates,
+        "repeats_by_event": {
+            EVENT_NAMES[code]: int(n) for code, n in enumerate(tally.collapsed_by_code) if n
+        },
+        "order_repeat": tally.first_order_repeat,
+        "catalog": None if tally.catalog is None else dataclasses.asdict(tally.catalog),
+        "unknown_products": tally.unknown_products,
         "valid_by_event": dict(tally.by_event),
         "rejects_by_cause": tuple(
             CauseCount(cause, count, tuple(tally.reject_examples[cause]))

@@ -117,6 +117,26 @@ class KeySet:
         while self.in_memory > self.memory_keys and self.runs:
             self._spill()
 
+    def increment(self, hi: np.ndarray, lo: np.ndarray, amounts: np.ndarray) -> np.ndarray:
+        """Add `amounts` to the values of the keys present (distinct from each other);
+        returns which were. A count per key in bounded memory: absent keys are then
+        `add`ed with their amounts."""
+        assert self.with_values, "increment needs a KeySet with values"
+        found = np.zeros(len(hi), dtype=bool)
+        if not self._count or not len(hi):
+            return found
+        maybe = np.flatnonzero(self._test(hi))
+        for run in self.runs:
+            at = _positions(run.hi, run.lo, hi[maybe], lo[maybe])
+            hit = at >= 0
+            assert run.values is not None
+            run.values[at[hit]] += amounts[maybe[hit]]
+            found[maybe[hit]] = True
+        for spilled in self.spilled:
+            rest = maybe[~found[maybe]]
+            found[rest] = spilled.increment(hi[rest], lo[rest], amounts[rest])
+        return found
+
     def close(self) -> None:
         for spilled in self.spilled:
             spilled.close()
@@ -201,7 +221,7 @@ class _SpilledRun:
 
     def __init__(self, path: str, count: int, with_values: bool, index: np.ndarray) -> None:
         self.path, self.count, self.with_values, self.index = path, count, with_values, index
-        self.fd = os.open(path, os.O_RDONLY)
+        self.fd = os.open(path, os.O_RDWR)  # values change in place (KeySet.increment)
 
     @classmethod
     def write(cls, directory: str, run: _Run) -> _SpilledRun:
@@ -260,6 +280,23 @@ class _SpilledRun:
             _search(hi, lo, values, q_hi[mine], q_lo[mine], part)
             result[mine] = part
 
+    def increment(self, q_hi: np.ndarray, q_lo: np.ndarray, amounts: np.ndarray) -> np.ndarray:
+        """Add to the values of the query keys found here; returns which were."""
+        found = np.zeros(len(q_hi), dtype=bool)
+        blocks = np.maximum(np.searchsorted(self.index, q_hi, side="right") - 1, 0)
+        for block in np.unique(blocks).tolist():
+            mine = np.flatnonzero(blocks == block)
+            start = max(block * SPILL_BLOCK - 1, 0)
+            hi, lo, values = self._read(start, min((block + 1) * SPILL_BLOCK, self.count))
+            assert values is not None
+            at = _positions(hi, lo, q_hi[mine], q_lo[mine])
+            hit = at >= 0
+            for j, k in zip(at[hit].tolist(), mine[hit].tolist(), strict=True):
+                value = np.array([values[j] + amounts[k]], dtype=np.int64)
+                os.pwrite(self.fd, value.tobytes(), 10 * self.count + 8 * (start + j))
+            found[mine[hit]] = True
+        return found
+
     def close(self, delete: bool = False) -> None:
         os.close(self.fd)
         if delete:
@@ -313,7 +350,15 @@ def _search(
     q_lo: np.ndarray,
     result: np.ndarray,
 ) -> None:
-    """Fill `result` where a query key (sorted by hi) is among these sorted keys."""
+    """Fill `result` where a query key is among these sorted keys."""
+    at = _positions(hi, lo, q_hi, q_lo)
+    hit = at >= 0
+    result[hit] = NO_VALUE if values is None else values[at[hit]]
+
+
+def _positions(hi: np.ndarray, lo: np.ndarray, q_hi: np.ndarray, q_lo: np.ndarray) -> np.ndarray:
+    """Where each query key is among these keys (sorted by hi), or -1."""
+    out = np.full(len(q_hi), -1, dtype=np.int64)
     at = np.searchsorted(hi, q_hi)
     inside = at < len(hi)
     same_hi = np.zeros(len(q_hi), dtype=bool)
@@ -322,9 +367,10 @@ def _search(
         j = int(at[i])
         while j < len(hi) and hi[j] == q_hi[i]:  # equal hi: almost never twice
             if lo[j] == q_lo[i]:
-                result[i] = NO_VALUE if values is None else values[j]
+                out[i] = j
                 break
             j += 1
+    return out
 
 
 def split_keys(digests: list[bytes]) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from uploader.contract import EVENT_NAMES
+from uploader.convert import MappedChunk
 from uploader.duplicates import (
     KEY_BYTES,
     NO_VALUE,
@@ -32,7 +33,6 @@ from uploader.duplicates import (
 )
 from uploader.events import KEY_DTYPE, Events
 from uploader.items import contains_bytes, fuse, item_json, item_sizes, json_text
-from uploader.mapping import MappedChunk
 from uploader.reasons import Reason
 from uploader.validation import RowReject
 
@@ -55,6 +55,12 @@ class DuplicateTracker:
         # repeats one of them is not sent again, even if its first occurrence is not re-read.
         self.previous: KeySet | None = None
         self.already_sent = 0
+        # Repeats collapsed, per event name (an index into EVENT_NAMES), and the first
+        # 'Product ordered' row that repeats one: the plan asks for a choice about those.
+        self.collapsed_by_code = np.zeros(len(EVENT_NAMES), dtype=np.int64)
+        self.first_order_repeat: tuple[str, int] | None = None
+        # --duplicates quantity: the kept events as they are sent (repeats.RepeatCounts.apply).
+        self.finish: Callable[[Candidates], Candidates] | None = None
 
     def close(self) -> None:
         """Remove the keys' spill files, if any."""
@@ -139,8 +145,12 @@ class Identified:
     collapsed: np.ndarray  # source rows that repeat an earlier event exactly (not sent)
 
 
-def derive_events(mapped: MappedChunk, valid: np.ndarray, *, keep_canonical: bool) -> Candidates:
-    """The valid rows hashed, in row order: per chunk, no run-wide state."""
+def derive_events(
+    mapped: MappedChunk, valid: np.ndarray, *, keep_canonical: bool, line_keys: bool = False
+) -> Candidates:
+    """The valid rows hashed, in row order: per chunk, no run-wide state. With `line_keys`
+    (--duplicates quantity) the hash leaves data.quantity out: rows that differ only in it
+    are one line, whose total is sent (the id is then derived from it: repeats.py)."""
     n = len(valid)
     take = None if n == len(mapped.names) else pa.array(valid, pa.int64())
     names = mapped.names if take is None else mapped.names.take(take)
@@ -149,7 +159,11 @@ def derive_events(mapped: MappedChunk, valid: np.ndarray, *, keep_canonical: boo
     }
     texts = {p: value_texts(a) for p, a in fields.items()}
     canonical = canonical_texts(names, texts)
-    digests = sha256_each(canonical)[:, :16]
+    if line_keys:
+        line = {p: t for p, t in texts.items() if p != "data.quantity"}
+        digests = sha256_each(canonical_texts(names, line))[:, :16]
+    else:
+        digests = sha256_each(canonical)[:, :16]
     chunk_rows = mapped.chunk.rows if take is None else mapped.chunk.rows.take(take)
     rows = np.asarray(chunk_rows.to_numpy(zero_copy_only=False), np.int64)
     codes = pc.index_in(names, value_set=_NAMES).to_numpy(zero_copy_only=False).astype(np.int8)
@@ -194,11 +208,14 @@ def settle_events(candidates: Candidates, tracker: DuplicateTracker) -> Identifi
             rejects.append(reject)
     occurrences = _collapse(np.flatnonzero(derived), keys, candidates.canonical, tracker, keep)
     collapsed = rows[~keep & derived]
+    _note_repeats(tracker, file, rows, candidates.codes, ~keep & derived)
     kept = np.flatnonzero(keep)
     if len(kept) < n:
         candidates, keys = candidates.take(kept), keys[kept]
         position = {int(j): k for k, j in enumerate(kept.tolist())}
         occurrences = {position[j]: event_id for j, event_id in occurrences.items()}
+    if tracker.finish is not None:
+        candidates = tracker.finish(candidates)
     ids = uuid_texts(candidates.digests)
     if candidates.given is not None:
         ids = pc.if_else(pc.is_null(candidates.given), ids, candidates.given)
@@ -210,6 +227,18 @@ def settle_events(candidates: Candidates, tracker: DuplicateTracker) -> Identifi
     items = item_json(ids, candidates.fields, candidates.texts)
     events = Events(file, candidates.codes, items, ids, candidates.rows, keys)
     return Identified(events, rejects, collapsed)
+
+
+def _note_repeats(
+    tracker: DuplicateTracker, file: str, rows: np.ndarray, codes: np.ndarray, dropped: np.ndarray
+) -> None:
+    """Count the repeats dropped, per event name."""
+    if not dropped.any():
+        return
+    tracker.collapsed_by_code += np.bincount(codes[dropped], minlength=len(EVENT_NAMES))
+    orders = np.flatnonzero(dropped & (codes == EVENT_NAMES.index("Product ordered")))
+    if tracker.first_order_repeat is None and len(orders):
+        tracker.first_order_repeat = (file, int(rows[orders[0]]))
 
 
 def sha256_each(texts: pa.Array) -> np.ndarray:

@@ -65,6 +65,20 @@ def build_parser(
     _add_upload_arguments(upload)
     upload.set_defaults(run=runs["upload"])
 
+    init = commands.add_parser(
+        "init",
+        help="write a commented config (TOML) for an input to standard output",
+        description="Look at an input's columns and first rows and write a commented TOML "
+        "config to standard output, ready for --config: the mapping found by names, what the "
+        "values suggest where names say nothing, and every other key with its default. "
+        "Flags given here are written as given.",
+        epilog="exit codes: 0 the config is complete; 1 it is written, but something is left "
+        "to choose (marked CHOOSE in it); 2 bad options or input.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_input_arguments(init)
+    init.set_defaults(run=runs["init"])
+
     status = commands.add_parser(
         "status",
         help="list the runs and files of a state file",
@@ -156,10 +170,28 @@ def _add_input_arguments(parser: argparse.ArgumentParser) -> None:
         help="send without timestamps: the API then stamps the upload time (not for history)",
     )
     mapping.add_argument(
+        "--duplicates",
+        choices=("collapse", "keep", "quantity"),
+        help="what repeated identical rows become: one event (collapse, the default but for "
+        "'Product ordered', which must choose), one each (keep, ids numbered by occurrence) "
+        "or one whose data.quantity adds them up (quantity)",
+    )
+    mapping.add_argument(
         "--keep-duplicates",
         action="store_true",
         default=None,
-        help="send exact duplicate rows as separate events (default: collapse them into one)",
+        help="the same as --duplicates keep",
+    )
+    mapping.add_argument(
+        "--catalog",
+        metavar="FILE[:COLUMN]",
+        help="a catalogue export (CSV or Parquet, a path or URI): every productId must be in "
+        "it; COLUMN is found like productId when not given",
+    )
+    mapping.add_argument(
+        "--catalog-mode",
+        choices=("reject", "warn"),
+        help="reject rows of products not in --catalog (default), or only count them",
     )
     packing = parser.add_argument_group("requests and output")
     packing.add_argument(

@@ -29,6 +29,11 @@ VALUE_TYPES = ("string", "number", "integer", "boolean")
 IGNORE = "ignore"
 DEFAULT_ENCODING = "utf-8"
 DECIMAL_MARKS = (".", ",")
+# What repeated identical rows become (docs/event-ids.md): one event, one event each
+# (numbered by occurrence), or one event whose data.quantity adds them up.
+DUPLICATES = ("collapse", "keep", "quantity")
+# Products missing from --catalog: rejected, or only counted.
+CATALOG_MODES = ("reject", "warn")
 # Names a delimiter can be given by, for the ones awkward to type in a shell or TOML.
 DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 
@@ -54,7 +59,12 @@ class Options:
     timestamp_format: str | None = None
     timezone: str = "UTC"
     no_timestamp: bool = False
-    keep_duplicates: bool = False
+    keep_duplicates: bool = False  # the older name of duplicates = "keep"
+    # None: not chosen. Repeats then collapse, but identical 'Product ordered' rows stop an
+    # upload until a choice is made: an unattended job never guesses with orders.
+    duplicates: str | None = None
+    catalog: str | None = None  # a catalogue export, FILE_OR_URI[:COLUMN]
+    catalog_mode: str = "reject"
     batch_size: int = DEFAULT_BATCH_SIZE
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     encoding: str = DEFAULT_ENCODING  # of CSV files; a byte order mark wins
@@ -66,12 +76,28 @@ class Options:
             named = DELIMITER_NAMES.get(str(self.delimiter).lower(), self.delimiter)
             object.__setattr__(self, "delimiter", named)
         _check(self)
+        if self.keep_duplicates and self.duplicates not in (None, "keep"):
+            raise ConfigError(
+                f"--keep-duplicates is --duplicates keep; it cannot go with --duplicates "
+                f"{self.duplicates}: keep one"
+            )
+        if self.keep_duplicates or self.duplicates == "keep":
+            object.__setattr__(self, "duplicates", "keep")
+            object.__setattr__(self, "keep_duplicates", True)
+
+    @property
+    def repeats(self) -> str:
+        """What repeated identical rows become in this run: the choice, or collapse."""
+        return self.duplicates or "collapse"
 
 
 def build_options(config_file: str | None = None, **given: Any) -> Options:
     """Options from a TOML file (if any) overlaid with the given values (None = not given)."""
     values: dict[str, Any] = load_config(config_file) if config_file else {}
-    values.update({k: v for k, v in given.items() if v is not None and v != () and v != []})
+    flags = {k: v for k, v in given.items() if v is not None and v != () and v != []}
+    if "duplicates" in flags and "keep_duplicates" not in flags:
+        values.pop("keep_duplicates", None)  # the flag's choice replaces the file's
+    values.update(flags)
     known = {f.name for f in fields(Options)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -172,6 +198,17 @@ def _check(options: Options) -> None:
             "use an IANA name such as UTC or Europe/London"
         ) from exc
     _check_dialect(options)
+    if options.duplicates is not None and options.duplicates not in DUPLICATES:
+        raise ConfigError(
+            f"--duplicates {options.duplicates!r}: use one of {', '.join(DUPLICATES)}"
+        )
+    if options.catalog_mode not in CATALOG_MODES:
+        raise ConfigError(
+            f"--catalog-mode {options.catalog_mode!r}: use reject (unknown products are "
+            "rejected) or warn (only counted)"
+        )
+    if options.catalog is not None and not options.catalog.strip():
+        raise ConfigError("--catalog needs a file: --catalog FILE_OR_URI[:COLUMN]")
     if options.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, not {options.batch_size}")
     if options.max_request_bytes < 1024:
@@ -192,7 +229,8 @@ def _check_types(options: Options) -> None:
         value = getattr(options, name)
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise ConfigError(f"{_flag(name)} must be a whole number, not {value!r}")
-    for name in ("event", "event_column", "timestamp_unit", "timestamp_format", "timezone"):
+    for name in ("event", "event_column", "timestamp_unit", "timestamp_format", "timezone",
+                 "duplicates", "catalog", "catalog_mode"):  # fmt: skip
         value = getattr(options, name)
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{_flag(name)} must be text, not {value!r}")

@@ -8,14 +8,17 @@ rejects leave through callbacks, so shells decide how to show them.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
 from uploader.batches import Batch, pack_batches
 from uploader.build import Built
+from uploader.catalog import CatalogInfo
 from uploader.column_types import check_types
 from uploader.dialect import CsvDialect
 from uploader.event_ids import DuplicateTracker, settle_events
@@ -23,7 +26,8 @@ from uploader.events import Events
 from uploader.mapping import MappingPlan, plan_mapping
 from uploader.options import Options
 from uploader.progress import Observer, Progress, ReadMeter
-from uploader.read import CHUNK_ROWS, Source
+from uploader.read import CHUNK_ROWS, Source, read_sample
+from uploader.repeats import Counted, RepeatCounts
 from uploader.resume import ResumePlan
 from uploader.validation import RowReject
 from uploader.workers import built_chunks
@@ -55,6 +59,10 @@ class Tally:
     plans: dict[str, MappingPlan] = field(default_factory=dict)
     dialects: dict[str, CsvDialect] = field(default_factory=dict)  # of the CSV files
     files: dict[str, int] = field(default_factory=dict)
+    collapsed_by_code: np.ndarray = field(default_factory=lambda: np.zeros(4, np.int64))
+    first_order_repeat: tuple[str, int] | None = None  # a 'Product ordered' repeat
+    unknown_products: int = 0  # not in --catalog, sent anyway (--catalog-mode warn)
+    catalog: CatalogInfo | None = None
 
     def add_rejects(self, rejects: Sequence[RowReject]) -> None:
         self.events_rejected += len(rejects)
@@ -92,7 +100,8 @@ def plan_sources(sources: Sequence[Source], options: Options) -> dict[str, Mappi
     plans = {}
     for source in sources:
         if source.columns not in by_columns:
-            by_columns[source.columns] = plan_mapping(source.columns, options, source.name)
+            sample = partial(read_sample, source)  # read only if the names leave a problem
+            by_columns[source.columns] = plan_mapping(source.columns, options, source.name, sample)
         plans[source.name] = by_columns[source.columns]
         check_types(plans[source.name], source)
     return plans
@@ -106,10 +115,13 @@ def prepare_events(
     chunk_rows: int = CHUNK_ROWS,
     tracker: DuplicateTracker | None = None,
     done: ResumePlan | None = None,
+    guard_orders: bool = False,
 ) -> Iterator[Prepared]:
     """Every chunk through every row stage: the per-chunk ones (build.py, in a worker
     process when that helps: workers.py), then the run-wide ones here. With `done`, Parquet
-    row groups an earlier run finished are skipped, not re-derived."""
+    row groups an earlier run finished are skipped, not re-derived. With `guard_orders` (an
+    upload), identical 'Product ordered' rows with no --duplicates choice stop the run
+    before the first event is handed on (repeats.py)."""
     plans = plan_sources(sources, options)
     for source in sources:
         tally.plans[source.name] = plans[source.name]
@@ -118,12 +130,38 @@ def prepare_events(
             tally.dialects[source.name] = source.dialect
     owned = tracker is None
     tracker = tracker or DuplicateTracker(options.keep_duplicates)
+    counting = options.duplicates == "quantity" or (
+        guard_orders and options.duplicates is None and any(_may_order(p) for p in plans.values())
+    )
+    counts = RepeatCounts() if counting else None
+    built = built_chunks(
+        sources, options, plans, chunk_rows=chunk_rows, done=done, count_first=counting
+    )
     try:
-        built = built_chunks(sources, options, plans, chunk_rows=chunk_rows, done=done)
-        yield from settle_chunks(built, tally, tracker)
+        first: list[Built] = []
+        if counts is not None:
+            for item in built:  # the first pass: every chunk counted, then the built ones
+                if isinstance(item, Counted):
+                    counts.add(item)
+                else:
+                    first.append(item)
+                    break
+            if options.duplicates is None:
+                counts.refuse_unchosen()
+            else:
+                tracker.finish = counts.apply
+        yield from settle_chunks(itertools.chain(first, built), tally, tracker)
     finally:
+        built.close()  # a worker process stops with it
         if owned:
             tracker.close()
+        if counts is not None:
+            counts.close()
+
+
+def _may_order(plan: MappingPlan) -> bool:
+    """Whether a plan can give 'Product ordered' events."""
+    return plan.event == "Product ordered" or plan.event_column is not None
 
 
 def settle_chunks(
@@ -146,10 +184,14 @@ def settle_chunks(
         tally.rows_ignored += chunk.ignored
         tally.ids_normalised += chunk.normalised
         tally.timestamps.update(chunk.timestamps)
+        tally.unknown_products += chunk.unknown_products
+        tally.catalog = chunk.catalog or tally.catalog
         tally.events_valid += len(events)
         tally.by_event.update(events.name_counts())
         tally.add_rejects(rejects)
         tally.duplicates_collapsed = tracker.collapsed
+        tally.collapsed_by_code = tracker.collapsed_by_code.copy()
+        tally.first_order_repeat = tracker.first_order_repeat
         yield Prepared(
             chunk.file, chunk.rows_read, chunk.bytes_done, events, rejects, identified.collapsed
         )

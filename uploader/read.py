@@ -8,7 +8,8 @@ stage decides what each value means.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,13 +23,16 @@ from uploader.dialect import CsvDialect, DecodedText
 from uploader.errors import InputError, said
 from uploader.inputs import CSV_BLOCK_BYTES, Source, open_text, resolve_sources
 
-__all__ = ["CHUNK_ROWS", "Chunk", "Source", "read_frames", "resolve_sources"]
+__all__ = ["CHUNK_ROWS", "Chunk", "Source", "read_frames", "read_sample", "resolve_sources"]
 
 # Rows per chunk: per-chunk overhead is amortised by then (measured: 16k and 64k rows take the
 # same time), and the working set of a chunk stays near 150 MB rather than 300 MB at 64k.
 CHUNK_ROWS = 16_384
 # Longest part of a malformed CSV line quoted back in a reject.
 RAW_LINE_PREVIEW = 200
+# Rows looked at to suggest a mapping (diagnosis.py): enough for an id column to show its
+# many values and a column of event names its few, read in a blink.
+SAMPLE_ROWS = 5_000
 # Line breaks inside one malformed row from which its reject asks about an unclosed quote.
 RUN_ON_LINES = 10
 # A row must fit in one parser block: blocks grow eightfold, up to this, to hold a longer
@@ -55,7 +59,7 @@ DoneRows = Callable[[Source], Callable[[np.ndarray], np.ndarray] | None]
 
 def read_frames(
     sources: Sequence[Source], chunk_rows: int = CHUNK_ROWS, done: DoneRows | None = None
-) -> Iterator[Chunk]:
+) -> Generator[Chunk, None, None]:
     """Yield the chunks of every source in order."""
     for source in sources:
         if source.format == "csv":
@@ -65,6 +69,15 @@ def read_frames(
         else:
             assert source.table is not None
             yield from _read_table(source, chunk_rows)
+
+
+def read_sample(source: Source, rows: int = SAMPLE_ROWS) -> pa.Table:
+    """The first `rows` rows of one source, as read (partition columns included)."""
+    with contextlib.closing(read_frames([source], rows)) as frames:
+        for chunk in frames:
+            if chunk.table.num_rows:
+                return chunk.table
+    return pa.table({name: pa.array([], pa.string()) for name in source.columns})
 
 
 def _read_csv(source: Source, chunk_rows: int) -> Iterator[Chunk]:

@@ -67,6 +67,7 @@ class FileFigures:
             "event": self.plan.event,
             "event_column": self.plan.event_column,
             "columns_not_sent": list(self.plan.ignored),
+            **({"rejects_file_notes": list(self.plan.notes)} if self.plan.notes else {}),
             **({"csv": self.dialect.to_json()} if self.dialect is not None else {}),
         }
 
@@ -82,6 +83,15 @@ class ValidationResult:
     rows_ignored: int = 0
     rows_skipped_done_before: int = 0  # Parquet row groups an earlier run finished
     ids_normalised: int = 0
+    # What repeated identical rows became: the --duplicates choice (None: not chosen, they
+    # collapse), the repeats per event name, and a 'Product ordered' row that repeats one.
+    duplicates: str | None = None
+    repeats_by_event: Mapping[str, int] = field(default_factory=dict)
+    order_repeat: tuple[str, int] | None = None
+    # The --catalog checked against (file, column, products, mode), and the rows of products
+    # not in it that were sent anyway (--catalog-mode warn).
+    catalog: Mapping[str, Any] | None = None
+    unknown_products: int = 0
     valid_by_event: Mapping[str, int] = field(default_factory=dict)
     rejects_by_cause: tuple[CauseCount, ...] = ()  # found before sending
     files: tuple[FileFigures, ...] = ()
@@ -118,6 +128,11 @@ class ValidationResult:
         return {**parts, "holds": total == self.rows_read}
 
     @property
+    def choice_needed(self) -> bool:
+        """Identical 'Product ordered' rows and no --duplicates choice: an upload refuses."""
+        return self.duplicates is None and bool(self.repeats_by_event.get("Product ordered"))
+
+    @property
     def rejects_truncated(self) -> bool:
         """`.rejects` holds fewer rows than were rejected."""
         return self.rejects_seen > len(self.kept_rejects)
@@ -136,6 +151,16 @@ class ValidationResult:
             "rows_ignored": self.rows_ignored,
             "rows_skipped_done_before": self.rows_skipped_done_before,
             "ids_normalised": self.ids_normalised,
+            "duplicates": {
+                "choice": self.duplicates,
+                "repeats_by_event": dict(sorted(self.repeats_by_event.items())),
+                "choice_needed": self.choice_needed,
+            },
+            **(
+                {"catalog": {**self.catalog, "unknown_products_sent": self.unknown_products}}
+                if self.catalog is not None
+                else {}
+            ),
             "by_event": dict(sorted(self.valid_by_event.items())),
             "rejects_by_cause": [c.to_json() for c in self.all_rejects_by_cause],
             "files": [f.to_json() for f in self.files],
@@ -193,12 +218,21 @@ class ValidationResult:
         return "Validation: nothing was sent"
 
     def _notes(self) -> list[str]:
-        if not self.rejects_truncated:
-            return []
-        return [
-            f"<code>.rejects</code> holds the first {len(self.kept_rejects):,} rejected rows; "
-            "give <code>rejects=PATH</code> for all of them."
-        ]
+        notes = []
+        if self.choice_needed:
+            repeats = self.repeats_by_event.get("Product ordered", 0)
+            notes.append(
+                f"<strong>Choice needed:</strong> {repeats:,} 'Product ordered' rows repeat an "
+                'earlier row exactly; give <code>duplicates="collapse"</code>, '
+                '<code>"keep"</code> or <code>"quantity"</code> (an upload sends nothing '
+                "until then)."
+            )
+        if self.rejects_truncated:
+            notes.append(
+                f"<code>.rejects</code> holds the first {len(self.kept_rejects):,} rejected "
+                "rows; give <code>rejects=PATH</code> for all of them."
+            )
+        return notes
 
     def _repr_html_(self) -> str:
         return _render_html(self._title(), self._rows(), self.by_event, self, self._notes())

@@ -112,4 +112,8 @@ def write_json(path: str, data: dict[str, Any]) -> None:
 
 
 def _cell(value: Any) -> str:
+    """A value as text that reads back to the same sent value (a fixed rejects file is an
+    input): booleans as Arrow writes them, true/false."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return "" if value is None else str(value)

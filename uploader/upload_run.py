@@ -190,7 +190,9 @@ class UploadRun:
         try:
             # With --keep-duplicates occurrences are numbered by reading every row again.
             done = None if keep else self.plan
-            yield from prepare_events(sources, self.options, self.tally, tracker=tracker, done=done)
+            yield from prepare_events(
+                sources, self.options, self.tally, tracker=tracker, done=done, guard_orders=True
+            )
         finally:
             tracker.close()
 

@@ -11,7 +11,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from uploader.contract import IDENTITY_FIELDS, PRODUCT_FIELD
-from uploader.mapping import MappedChunk, MappingPlan
+from uploader.convert import MappedChunk
+from uploader.mapping import MappingPlan
 from uploader.reasons import Reason, cause_of
 
 # Longest original value quoted back in a reject reason.

@@ -21,7 +21,7 @@ import struct
 import subprocess
 import sys
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from typing import IO, Any
 
 # The worker is worth its start-up from this many cores (one for it, one for the rest).
@@ -54,19 +54,22 @@ def built_chunks(
     *,
     chunk_rows: int,
     done: Any = None,
-) -> Iterator[Any]:
+    count_first: bool = False,
+) -> Generator[Any, None, None]:
     """uploader.build.build_chunks, in a worker process when that helps."""
     if not (_wanted() and sources and all(s.format != "table" for s in sources)):
         from uploader.build import build_chunks
 
         is_done = None if done is None else done.done_rows
-        yield from build_chunks(sources, options, plans, chunk_rows=chunk_rows, done=is_done)
+        yield from build_chunks(
+            sources, options, plans, chunk_rows=chunk_rows, done=is_done, count_first=count_first
+        )
         return
     global _prestarted
     process, _prestarted = _prestarted or _spawn(), None
     try:
         assert process.stdin is not None and process.stdout is not None
-        _write(process.stdin, (list(sources), options, plans, chunk_rows, done))
+        _write(process.stdin, (list(sources), options, plans, chunk_rows, done, count_first))
         process.stdin.close()
         while True:
             kind, payload = _read(process.stdout)
@@ -130,11 +133,15 @@ def _main() -> None:
     if len(head) < _FRAME.size:  # started ahead, never given a job
         return
     (size,) = _FRAME.unpack(head)
-    sources, options, plans, chunk_rows, done = pickle.loads(sys.stdin.buffer.read(size))
+    job = pickle.loads(sys.stdin.buffer.read(size))
+    sources, options, plans, chunk_rows, done, count_first = job
     out = sys.stdout.buffer
     try:
         is_done = None if done is None else done.done_rows
-        for built in build_chunks(sources, options, plans, chunk_rows=chunk_rows, done=is_done):
+        chunks = build_chunks(
+            sources, options, plans, chunk_rows=chunk_rows, done=is_done, count_first=count_first
+        )
+        for built in chunks:
             _write(out, ("built", built))
     except BrokenPipeError:  # the run stopped listening: stop too
         return

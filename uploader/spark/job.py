@@ -49,6 +49,7 @@ SPARK_UPLOAD_OPTIONS = (
 def validate(df: Any, **options: Any) -> ValidationResult:
     """Read, map and validate a Spark DataFrame on the cluster; nothing is sent."""
     settings = build_settings(command="validate", known=SPARK_VALIDATE_OPTIONS, **options)
+    _refuse_unsupported(settings.mapping)
     plan = _plan(df, settings.mapping)
     derived = _derive(df, plan, settings.mapping)
     try:
@@ -74,6 +75,7 @@ def upload(df: Any, **options: Any) -> UploadResult:
     """Upload a Spark DataFrame on the cluster, resumably (see the module's docstring)."""
     options.setdefault("state", DEFAULT_STATE_DIR)
     settings = build_settings(command="upload", known=SPARK_UPLOAD_OPTIONS, **options)
+    _refuse_unsupported(settings.mapping)
     if settings.given.get("sandbox") is True:
         raise ConfigError(
             "sandbox=True starts a sandbox in this process; for a Spark job "
@@ -194,6 +196,23 @@ def _plan(df: Any, options: Any) -> Any:
         return plan
     check_types(plan, Source(NAME, "table", tuple(df.columns), schema=schema))
     return plan
+
+
+def _refuse_unsupported(options: Any) -> None:
+    """Options the local engine has and this one does not do yet: refused, not ignored."""
+    missing = [
+        name
+        for name, asked in (
+            ("duplicates='quantity'", options.duplicates == "quantity"),
+            ("catalog=", options.catalog is not None),
+        )
+        if asked
+    ]
+    if missing:
+        raise ConfigError(
+            f"the Spark engine does not do {' or '.join(missing)} yet; use uploader.upload "
+            "(the local engine) for that input"
+        )
 
 
 def _derive(df: Any, plan: Any, options: Any) -> Any:

@@ -24,12 +24,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from uploader.build import _drop_oversize
+from uploader.convert import map_columns
 from uploader.errors import UploaderError
 from uploader.event_ids import derive_events, event_id_from_text, uuid_texts
 from uploader.events import KEY_DTYPE, Events
 from uploader.inputs import Source
 from uploader.items import item_json
-from uploader.mapping import MappingPlan, map_columns
+from uploader.mapping import MappingPlan
 from uploader.options import Options
 from uploader.pipeline import Prepared
 from uploader.read import Chunk
