@@ -106,13 +106,13 @@ def _derive(
     stats: Counter[str] = Counter()
     for batch in batches:
         table = pa.Table.from_batches([batch])
-        files = table.column(FILE_COLUMN).combine_chunks()
+        of_rows = table.column(FILE_COLUMN).combine_chunks()
         table = table.drop_columns([FILE_COLUMN])
-        for name in pc.unique(files).to_pylist():
+        for name in pc.unique(of_rows).to_pylist():
             part = (
                 table
-                if pc.count_distinct(files).as_py() == 1
-                else table.filter(pc.equal(files, name))
+                if pc.count_distinct(of_rows).as_py() == 1
+                else table.filter(pc.equal(of_rows, name))
             )
             file = name or NO_FILE
             files.add(file)
