@@ -218,3 +218,42 @@ def test_a_notebook_shows_the_choice_needed(write_csv):
 
     unchosen = uploader.validate(str(write_csv(ORDERS)), event="Product ordered", progress=False)
     assert "<strong>Choice needed:</strong> 2 'Product ordered' rows" in unchosen._repr_html_()
+
+
+MIXED = """ts,event,sku,user_id
+2024-05-02T10:00:00Z,view,S1,u1
+2024-05-02T10:00:00Z,view,S1,u1
+2024-05-02T10:00:00Z,purchase,S1,u1
+2024-05-02T10:00:01Z,cart,S2,u1
+2024-05-02T10:00:00Z,purchase,S1,u1
+2024-05-02T10:00:00Z,purchase,S2,u1
+2024-05-02T10:00:00Z,purchase,S1,u1
+"""
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 3, 65_536])
+def test_the_order_guard_counts_the_order_rows_of_mixed_events(write_csv, chunk_rows):
+    from uploader.errors import InputError
+    from uploader.inputs import resolve_sources
+    from uploader.pipeline import Tally, prepare_events
+
+    sources = resolve_sources([write_csv(MIXED, "mixed.csv")])
+    events = prepare_events(
+        sources, build_options(None), Tally(), chunk_rows=chunk_rows, guard_orders=True
+    )
+    with pytest.raises(InputError) as raised:
+        next(events)
+    # Rows 5 and 7 repeat row 3; the repeated view (row 2) asks nothing.
+    assert str(raised.value).startswith(
+        f"2 'Product ordered' rows repeat an earlier row exactly (e.g. {sources[0].name} row 5)"
+    )
+    assert "collapse sends 2 order events" in str(raised.value)
+    assert "keep sends 4" in str(raised.value)
+    # Without repeated orders the same guard lets every event through, views collapsed.
+    lines = MIXED.splitlines(keepends=True)
+    sources = resolve_sources([write_csv("".join(lines[:5] + lines[6:7]), "fine.csv")])
+    tally = Tally()
+    sent = list(prepare_events(sources, build_options(None), tally, chunk_rows=chunk_rows,
+                               guard_orders=True))  # fmt: skip
+    assert sum(len(p.events) for p in sent) == tally.events_valid == 4
+    assert tally.duplicates_collapsed == 1

@@ -8,14 +8,15 @@ pipeline.settle_chunks), so these stages can run in another process (workers.py)
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from uploader.batches import body_sizes_alone
 from uploader.catalog import Catalog, CatalogInfo
-from uploader.convert import MappedChunk, map_columns
+from uploader.convert import MappedChunk, event_names, map_columns
 from uploader.event_ids import Candidates, derive_events
 from uploader.mapping import MappingPlan
 from uploader.options import Options
@@ -58,8 +59,13 @@ def build_chunks(
     catalog = Catalog(options) if options.catalog is not None else None
     try:
         if count_first:
-            for chunk in read_frames(sources, chunk_rows):
-                built = _build(chunk, plans[chunk.source.name], options, catalog)
+            orders_only = options.duplicates is None  # the guard: see _orders
+            for whole in read_frames(sources, chunk_rows):
+                plan = plans[whole.source.name]
+                chunk = _orders(whole, plan) if orders_only else whole
+                if chunk is None:
+                    continue
+                built = _build(chunk, plan, options, catalog)
                 if built.candidates is not None:
                     yield count_candidates(built.candidates)
         for chunk in read_frames(sources, chunk_rows, done):
@@ -70,6 +76,21 @@ def build_chunks(
     finally:
         if catalog is not None:
             catalog.close()
+
+
+def _orders(chunk: Chunk, plan: MappingPlan) -> Chunk | None:
+    """The chunk's 'Product ordered' rows, or None: all the order guard counts (repeats.py),
+    so that its pass over the input costs little more than reading where orders are few.
+    A row's content key does not depend on the other rows of its chunk."""
+    names = event_names(chunk, plan)
+    is_order = pc.fill_null(pc.equal(names, "Product ordered"), False)
+    if not pc.any(is_order).as_py():
+        return None
+    if pc.all(is_order).as_py():
+        return chunk
+    return replace(
+        chunk, table=chunk.table.filter(is_order), rows=chunk.rows.filter(is_order), malformed=()
+    )
 
 
 def _build(chunk: Chunk, plan: MappingPlan, options: Options, catalog: Catalog | None) -> Built:

@@ -42,13 +42,7 @@ class MappedChunk:
 
 def map_columns(chunk: Chunk, plan: MappingPlan, options: Options) -> MappedChunk:
     """Convert one chunk's columns into sendable values; record what cannot be read."""
-    n = chunk.table.num_rows
-    names = pa.array([plan.event] * n, pa.string()) if plan.event else pa.nulls(n, pa.string())
-    mapped = MappedChunk(chunk, names, {}, {})
-    if plan.event_column is not None:
-        event = FieldPlan("name", plan.event_column, "string", False)
-        column = _decoded(chunk.table.column(plan.event_column).combine_chunks(), event, mapped)
-        _map_event_names(column, plan, mapped)
+    mapped = _with_event_names(chunk, plan)
     for fp in plan.fields:
         column = _decoded(chunk.table.column(fp.column).combine_chunks(), fp, mapped)
         if fp.kind == "timestamp":
@@ -79,6 +73,22 @@ def map_columns(chunk: Chunk, plan: MappingPlan, options: Options) -> MappedChun
             _note(mapped, fp.path, problems)
         else:
             mapped.values[fp.path] = _strings(column)
+    return mapped
+
+
+def event_names(chunk: Chunk, plan: MappingPlan) -> pa.Array:
+    """Each row's event name as map_columns gives it (null where there is none to send)."""
+    return _with_event_names(chunk, plan).names
+
+
+def _with_event_names(chunk: Chunk, plan: MappingPlan) -> MappedChunk:
+    n = chunk.table.num_rows
+    names = pa.array([plan.event] * n, pa.string()) if plan.event else pa.nulls(n, pa.string())
+    mapped = MappedChunk(chunk, names, {}, {})
+    if plan.event_column is not None:
+        event = FieldPlan("name", plan.event_column, "string", False)
+        column = _decoded(chunk.table.column(plan.event_column).combine_chunks(), event, mapped)
+        _map_event_names(column, plan, mapped)
     return mapped
 
 
