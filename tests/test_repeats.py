@@ -257,3 +257,16 @@ def test_the_order_guard_counts_the_order_rows_of_mixed_events(write_csv, chunk_
                                guard_orders=True))  # fmt: skip
     assert sum(len(p.events) for p in sent) == tally.events_valid == 4
     assert tally.duplicates_collapsed == 1
+
+
+def test_a_dry_run_of_repeated_orders_exits_as_the_upload_would(capsys, write_csv, tmp_path):
+    path = write_csv(ORDERS, "orders.csv")
+    out_dir = tmp_path / "dry"
+    code, out, err = run(capsys, "upload", path, "--event", "Product ordered", "--dry-run",
+                         "--out", out_dir, "-q")  # fmt: skip
+    assert code == 2
+    assert "CHOICE NEEDED: 2 'Product ordered' rows" in out
+    assert "the upload would send nothing until --duplicates is chosen" in err
+    code, _, _ = run(capsys, "upload", path, "--event", "Product ordered", "--dry-run",
+                     "--out", out_dir, "--duplicates", "keep", "-q")  # fmt: skip
+    assert code == 0

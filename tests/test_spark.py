@@ -119,10 +119,17 @@ def test_exact_duplicates_collapse_across_partitions_and_a_rerun_sends_nothing(s
 
     pq.write_table(pa.concat_tables([table, table.slice(0, 500)]), doubled)
     df = spark.read.parquet(str(doubled)).repartition(4)  # the copies land in other partitions
-    local = local_ids(tmp_path, doubled)
+    local = local_ids(tmp_path, doubled, flags=("--duplicates", "collapse"))
     with Sandbox() as sb:
-        first = uploader.spark.upload(df, sandbox=sb, state=str(tmp_path / "state"))
-        again = uploader.spark.upload(df, sandbox=sb, state=str(tmp_path / "state"))
+        # Some of the repeated rows are orders: with no choice made, nothing is sent.
+        with pytest.raises(InputError, match=r"^55 'Product ordered' rows repeat.*collapse sends"):
+            uploader.spark.upload(df, sandbox=sb, state=str(tmp_path / "state"))
+        assert sb.stats()["requests"] == 0
+        seen = uploader.spark.validate(df)
+        assert seen.choice_needed and seen.repeats_by_event["Product ordered"] == 55
+        state = str(tmp_path / "state")
+        first = uploader.spark.upload(df, sandbox=sb, state=state, duplicates="collapse")
+        again = uploader.spark.upload(df, sandbox=sb, state=state, duplicates="collapse")
         stats = sb.stats()
         ids = stored_ids(sb)
     assert first.duplicates_collapsed == 500 and first.events_sent == 2000

@@ -236,6 +236,10 @@ def _dry_run(args: argparse.Namespace) -> int:
     )
     result = core.validate(config)
     print(format_result(result))
+    if result.choice_needed:  # the upload itself would send nothing: say so as it would
+        print("uploader: error: the upload would send nothing until --duplicates is chosen "
+              "(see CHOICE NEEDED above)", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     return EXIT_REJECTS if result.events_rejected else EXIT_OK
 
 

@@ -112,22 +112,26 @@ class RepeatCounts:
     def refuse_unchosen(self) -> None:
         """An upload whose 'Product ordered' rows repeat, with no choice made: stop before
         sending anything, saying what each choice would send."""
-        repeats = self.repeated_orders
-        if not repeats:
-            return
-        distinct = int(self.distinct[ORDERED])
-        raise InputError(
-            f"{repeats:,} 'Product ordered' rows repeat an earlier row exactly"
-            f"{_example(self.example)}; nothing was sent. An unattended upload does not guess "
-            f'what they mean: choose with --duplicates (or duplicates = "…" in the config): '
-            f"collapse sends {distinct:,} order events, each repeated line once; keep sends "
-            f"{distinct + repeats:,}, one per row (ids numbered by occurrence); quantity sends "
-            "each repeated line once with data.quantity the number of its rows (the sum of "
-            "their quantities)"
-        )
+        if self.repeated_orders:
+            raise InputError(
+                unchosen_message(self.repeated_orders, int(self.distinct[ORDERED]), self.example)
+            )
 
     def close(self) -> None:
         self.totals.close()
+
+
+def unchosen_message(repeats: int, distinct: int, example: tuple[str, int] | None) -> str:
+    """Why an upload of repeated orders with no choice sent nothing, and each choice's figure."""
+    return (
+        f"{repeats:,} 'Product ordered' rows repeat an earlier row exactly"
+        f"{_example(example)}; nothing was sent. An unattended upload does not guess "
+        f'what they mean: choose with --duplicates (or duplicates = "…" in the config): '
+        f"collapse sends {distinct:,} order events, each repeated line once; keep sends "
+        f"{distinct + repeats:,}, one per row (ids numbered by occurrence); quantity sends "
+        "each repeated line once with data.quantity the number of its rows (the sum of "
+        "their quantities)"
+    )
 
 
 def _example(example: tuple[str, int] | None) -> str:

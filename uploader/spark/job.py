@@ -25,8 +25,9 @@ import pyarrow as pa
 
 from uploader.config import MAPPING_OPTIONS, build_destination, build_settings
 from uploader.contract import EVENT_NAMES
-from uploader.errors import ConfigError, SendError, UploaderError
+from uploader.errors import ConfigError, InputError, SendError, UploaderError
 from uploader.mapping import plan_mapping
+from uploader.repeats import unchosen_message
 from uploader.results import CauseCount, FileFigures, UploadResult, ValidationResult
 from uploader.spark import tasks
 from uploader.spark.state import DirLease, StateDir
@@ -105,6 +106,7 @@ def upload(df: Any, **options: Any) -> UploadResult:
         derived = _derive(df, plan, settings.mapping)
         try:
             figures, numbered = _shuffle(derived, settings.mapping, plan, df.columns)
+            _refuse_unchosen(figures)
             done = _delivered(spark, state) if not settings.sending.force else None
             todo = numbered if done is None else numbered.join(done, "lkey", "left_anti")
             job = uuid.uuid4().hex[:12]
@@ -127,6 +129,9 @@ def upload(df: Any, **options: Any) -> UploadResult:
             )
             rows = sent.collect()
             status, message = "completed", None
+        except InputError:  # repeated orders, no choice made: nothing was sent
+            derived.unpersist()
+            raise
         except SendError as exc:  # the warm-up: auth, a wrong address
             rows, status, message = [], "aborted", str(exc)
             warm_figures = Counter()
@@ -261,6 +266,11 @@ def _shuffle(derived: Any, options: Any, plan: Any, columns: Any) -> tuple[dict[
         .unionByName(firsts)
         .mapInArrow(tasks.number_partition, tasks.ddl(tasks.NUMBERED))
     )
+    repeats = {}
+    if options.duplicates is None:  # what a choice would change (local: repeats.py)
+        repeated = groups.filter(F.col("count") > 1).groupBy("code")
+        for r in repeated.agg(F.sum(F.col("count") - 1).alias("n")).collect():
+            repeats[EVENT_NAMES[r.code]] = int(r.n)
     counts = {r.code: r["count"] for r in numbered.groupBy("code").count().collect()}
     valid = sum(counts.values())
     candidates = events.count()
@@ -283,8 +293,19 @@ def _shuffle(derived: Any, options: Any, plan: Any, columns: Any) -> tuple[dict[
             if k.startswith("timestamps:")
         },
         "timezone": options.timezone,
+        "duplicates": options.duplicates,
+        "repeats_by_event": repeats,
     }
     return figures, numbered
+
+
+def _refuse_unchosen(figures: dict[str, Any]) -> None:
+    """'Product ordered' rows that repeat and no --duplicates choice: stop before the first
+    request, as a local upload does."""
+    repeats = figures["repeats_by_event"].get("Product ordered", 0)
+    if figures["duplicates"] is None and repeats:
+        distinct = figures["valid_by_event"].get("Product ordered", 0)
+        raise InputError(unchosen_message(repeats, distinct, None))
 
 
 def _rejects(derived: Any, columns: Any, path: str | None) -> dict[str, Any]:
