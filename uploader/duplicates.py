@@ -7,13 +7,15 @@ growing with the input. Keys are 80 bits of an id's SHA-256 (a 64-bit `hi` and a
 
 - Sorted runs in memory, merged size-tiered (two runs of similar size become one), so a
   lookup costs one binary search per run and there are about log2(keys / chunk) runs.
-- A filter of one bit per slot of `hi` (the hash's top bits) answers most lookups of new
-  keys without touching the runs: with F bits and N keys, about N/F of them get through.
+- A filter (Bloom: FILTER_PROBES bits per key, from the hash's top bits) answers almost
+  every lookup of a new key without touching the runs: with F bits and N keys, about
+  (1 - e^(-3N/F))^3 of them get through (0.1% at 10M keys in 32 MB).
 - Past `memory_keys` keys, the largest memory run moves to a file (sorted, with every
   SPILL_BLOCK-th key kept in memory as an index): memory then stays near
   memory_keys x 10 bytes + the filter, whatever the input's size. A lookup that gets past
   the filter reads one block of each file; when there are more than MAX_SPILLED files they
-  are merged into one, in bounded memory.
+  are merged into one, in bounded memory. Past a few hundred million keys the filter fills
+  and most lookups read the disk: inputs of that size are the Spark engine's.
 """
 
 from __future__ import annotations
@@ -26,20 +28,25 @@ from collections.abc import Iterator
 
 import numpy as np
 
-# Keys held in memory before the largest run moves to disk: 8M keys are 80 MB (values, for
-# given eventIds, 8 bytes more each). Documented in the README as the memory budget.
-MEMORY_KEYS = 8 << 20
-# The filter starts small and grows x4 while keys exceed a sixteenth of its bits (about 6%
-# of new keys then get past it), up to 2**28 bits (32 MB): at 10M keys 4% get past.
+# Keys held in memory before the largest run moves to disk: 2M keys are 20 MB (values, for
+# given eventIds and counts, 8 bytes more each). Documented in the README as the budget.
+MEMORY_KEYS = 2 << 20
+# The filter starts small and grows x4 while keys exceed a sixteenth of its bits, up to
+# 2**28 bits (32 MB). Each key sets FILTER_PROBES bits (double hashing of the hash's top
+# 56 bits): at 16 bits a key 0.5% of new keys get past it, at 10M keys 0.1%.
 FILTER_BITS_FIRST = 1 << 22
 FILTER_BITS_MAX = 1 << 28
 FILTER_LOAD = 16
-# Keys a block of a spilled run holds: one read of 40 KB per lookup that gets past the filter.
-SPILL_BLOCK = 4096
+FILTER_PROBES = 3
+# Keys a block of a spilled run holds: one read of 5 KB per lookup that gets past the
+# filter; the index keeps one key of each block in memory (8 bytes per 512 keys).
+SPILL_BLOCK = 512
 # Spilled runs before they are merged into one: a lookup reads a block from each.
 MAX_SPILLED = 8
-# Keys merged at a time when spilled runs are merged (memory: 10 bytes each, per run).
-MERGE_KEYS = 1 << 20
+# Keys merged at a time from each spilled run when they are merged (10 bytes each).
+MERGE_KEYS = 1 << 17
+# Keys whose filter bits are set at a time (when the filter grows, every key's are set again).
+MARK_KEYS = 1 << 16
 # Bytes of a key: a 64-bit hi and a 16-bit lo half.
 KEY_BYTES = 10
 # Value stored for a key when the caller gives none.
@@ -146,18 +153,26 @@ class KeySet:
             self._spill_dir = None
 
     # the filter
-    def _slots(self, hi: np.ndarray) -> np.ndarray:
-        shift = np.uint64(64 - self._bits.bit_length() + 1)
-        return (hi.astype(np.uint64) >> shift).astype(np.int64)
+    def _slots(self, hi: np.ndarray) -> list[np.ndarray]:
+        """The filter's bit of each key for each probe: h1 + i * h2 modulo its size, h1
+        and h2 from disjoint top bits of hi (at most 28 each: 56 of the 64)."""
+        width = self._bits.bit_length() - 1
+        hi = hi.astype(np.uint64, copy=False)
+        h1 = (hi >> np.uint64(64 - width)).astype(np.int64)
+        h2 = ((hi >> np.uint64(64 - 2 * width)) & np.uint64(self._bits - 1)).astype(np.int64)
+        mask = self._bits - 1
+        return [(h1 + i * (h2 | 1)) & mask for i in range(FILTER_PROBES)]
 
     def _test(self, hi: np.ndarray) -> np.ndarray:
-        slots = self._slots(hi)
-        bits: np.ndarray = (self._filter[slots >> 3] >> (slots & 7).astype(np.uint8)) & 1
-        return bits.astype(bool)
+        found = np.ones(len(hi), dtype=bool)
+        for slots in self._slots(hi):
+            found &= ((self._filter[slots >> 3] >> (slots & 7).astype(np.uint8)) & 1).astype(bool)
+        return found
 
     def _mark(self, hi: np.ndarray) -> None:
-        slots = self._slots(hi)
-        np.bitwise_or.at(self._filter, slots >> 3, (1 << (slots & 7)).astype(np.uint8))
+        for start in range(0, len(hi), MARK_KEYS):  # bounded temporaries for a whole run
+            for slots in self._slots(hi[start : start + MARK_KEYS]):
+                np.bitwise_or.at(self._filter, slots >> 3, (1 << (slots & 7)).astype(np.uint8))
 
     def _grow_filter(self) -> None:
         while self._count > self._bits // FILTER_LOAD and self._bits < FILTER_BITS_MAX:
@@ -320,7 +335,7 @@ class _Writer:
 
     def append(self, hi: np.ndarray, lo: np.ndarray, values: np.ndarray | None) -> None:
         first = (-self.count) % SPILL_BLOCK  # the first of hi that starts a block
-        self.index.append(hi[first::SPILL_BLOCK])
+        self.index.append(hi[first::SPILL_BLOCK].copy())  # not a view: it would keep hi
         self.files[0].write(np.ascontiguousarray(hi, np.uint64).tobytes())
         self.files[1].write(np.ascontiguousarray(lo, np.uint16).tobytes())
         if self.with_values and values is not None:
