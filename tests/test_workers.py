@@ -55,7 +55,8 @@ def test_an_input_error_in_the_worker_is_raised_with_its_words(tmp_path, monkeyp
 def test_a_worker_started_ahead_ends_with_its_command(tmp_path):
     # `uploader validate` on a missing file fails before any chunk is built: the worker
     # started ahead must not outlive the command.
-    env = {**os.environ, "UPLOADER_WORKER": "1"}
+    mark = f"worker-test-{os.getpid()}-{time.monotonic_ns()}"
+    env = {**os.environ, "UPLOADER_WORKER": "1", "UPLOADER_TEST_MARK": mark}
     done = subprocess.run(
         [sys.executable, "-m", "uploader", "validate", str(tmp_path / "missing.csv")],
         capture_output=True,
@@ -66,12 +67,49 @@ def test_a_worker_started_ahead_ends_with_its_command(tmp_path):
     assert done.returncode == 2 and "no such file or folder" in done.stderr
     assert "Traceback" not in done.stderr
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _workers_of(done.args):
+    while time.monotonic() < deadline and _workers_marked(mark):
         time.sleep(0.1)
-    assert not _workers_of(done.args)
+    assert not _workers_marked(mark)
 
 
-def _workers_of(_: object) -> list[str]:
-    """Worker processes still running on this machine (started by this test's command)."""
-    found = subprocess.run(["pgrep", "-f", "uploader.workers"], capture_output=True, text=True)
-    return found.stdout.split()
+def _workers_marked(mark: str) -> list[int]:
+    """Worker processes still running that this test's command started (they inherit its
+    environment, mark included): not another test's or session's."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:
+            continue
+        if b"uploader.workers" in cmdline and f"UPLOADER_TEST_MARK={mark}".encode() in environ:
+            found.append(int(entry))
+    return found
+
+
+def test_messages_cross_the_pipe_whole_however_the_pipe_cuts_them():
+    import threading
+
+    from uploader.workers import _read, _write
+
+    message = ("built", bytes(range(256)) * 8192)  # 2 MB: many pipe buffers
+    read_fd, write_fd = os.pipe()
+    raw = open(write_fd, "wb", buffering=0)  # noqa: SIM115
+    with open(read_fd, "rb", buffering=0) as reader:
+
+        class Trickle:  # a pipe that takes at most 1,000 bytes a write
+            def write(self, view):
+                return raw.write(view[:1000])
+
+        def send_twice():
+            with raw:  # closed after: a short message ends in EOF, not a hang
+                for _ in range(2):
+                    _write(Trickle(), message)
+
+        writer = threading.Thread(target=send_twice)
+        writer.start()
+        assert _read(reader) == message
+        assert _read(reader) == message
+        writer.join()

@@ -92,6 +92,7 @@ def _spawn() -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "uploader.workers"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
+        bufsize=0,  # raw pipes: _write and _read do their own loops
         env={**os.environ, ENV_SWITCH: "0"},
     )
 
@@ -105,37 +106,53 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
+# Messages cross on raw (unbuffered) pipes, each write and read looped until whole: through
+# buffered streams, bytes went missing when a profiler stopped the processes (py-spy).
 def _write(stream: IO[bytes], message: Any) -> None:
+    """One message: its length, then its pickle, written whole whatever the pipe takes at
+    a time."""
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_FRAME.pack(len(data)) + data)
-    stream.flush()
+    for part in (_FRAME.pack(len(data)), data):
+        view = memoryview(part)
+        while view:
+            view = view[stream.write(view) or 0 :]
 
 
-def _read(stream: IO[bytes]) -> tuple[str, Any]:
-    head = stream.read(_FRAME.size)
-    if len(head) < _FRAME.size:
-        from uploader.errors import UploaderError
-
-        raise UploaderError(
-            "the worker process that reads the input stopped unexpectedly; run the same "
-            f"command again, or set {ENV_SWITCH}=0 to read in this process"
-        )
+def _read(stream: IO[bytes]) -> Any:
+    head = _read_exactly(stream, _FRAME.size)
     (size,) = _FRAME.unpack(head)
-    message: tuple[str, Any] = pickle.loads(stream.read(size))
-    return message
+    return pickle.loads(_read_exactly(stream, size))
+
+
+def _read_exactly(stream: IO[bytes], size: int) -> bytearray:
+    """`size` bytes, however many reads the pipe gives them in."""
+    data = bytearray(size)
+    view, got = memoryview(data), 0
+    while got < size:
+        n = stream.readinto(view[got:])  # type: ignore[attr-defined]
+        if not n:
+            from uploader.errors import UploaderError
+
+            raise UploaderError(
+                "the worker process that reads the input stopped unexpectedly; run the same "
+                f"command again, or set {ENV_SWITCH}=0 to read in this process"
+            )
+        got += n
+    return data
 
 
 def _main() -> None:
     """The worker: one job from stdin, its chunks to stdout."""
     from uploader.build import build_chunks
+    from uploader.errors import UploaderError
 
-    head = sys.stdin.buffer.read(_FRAME.size)
-    if len(head) < _FRAME.size:  # started ahead, never given a job
+    source = open(0, "rb", buffering=0, closefd=False)  # noqa: SIM115
+    out = open(1, "wb", buffering=0, closefd=False)  # noqa: SIM115
+    try:
+        job = _read(source)
+    except UploaderError:  # started ahead, never given a job
         return
-    (size,) = _FRAME.unpack(head)
-    job = pickle.loads(sys.stdin.buffer.read(size))
     sources, options, plans, chunk_rows, done, count_first = job
-    out = sys.stdout.buffer
     try:
         is_done = None if done is None else done.done_rows
         chunks = build_chunks(
@@ -146,8 +163,6 @@ def _main() -> None:
     except BrokenPipeError:  # the run stopped listening: stop too
         return
     except BaseException as exc:  # handed to the run, which raises it there
-        from uploader.errors import UploaderError
-
         if not isinstance(exc, UploaderError):  # a bug: keep where it happened
             exc.add_note("(in the worker process)\n" + "".join(traceback.format_exception(exc)))
         try:
