@@ -189,6 +189,9 @@ class Measurement:
     sys_s: float
     peak_rss_mb: float  # the largest of the contender's processes (wait4's ru_maxrss)
     peak_tree_rss_mb: float  # the contender and its worker processes together, sampled
+    # The same in proportional set size: pages shared by the processes (the libraries both
+    # load) counted once, as the machine holds them.
+    peak_tree_pss_mb: float
     busy_s: float  # CPU the whole machine used during the run, contender included
     stdout: str
     stderr_tail: str
@@ -210,8 +213,8 @@ class Measurement:
         return None
 
 
-def tree_rss_bytes(root: int) -> int:
-    """Resident bytes of a process and all its descendants, from /proc (0 if gone)."""
+def tree_memory(root: int) -> tuple[int, int]:
+    """(RSS, PSS) bytes of a process and all its descendants, from /proc (0 if gone)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -222,17 +225,23 @@ def tree_rss_bytes(root: int) -> int:
         except OSError:
             continue
         children.setdefault(int(fields[1]), []).append(int(entry))
-    total, todo = 0, [root]
+    rss = pss = 0
+    todo = [root]
     page = os.sysconf("SC_PAGE_SIZE")
     while todo:
         pid = todo.pop()
         todo.extend(children.get(pid, []))
         try:
             with open(f"/proc/{pid}/statm", "rb") as fh:
-                total += int(fh.read().split()[1]) * page
+                rss += int(fh.read().split()[1]) * page
+            with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
+                for line in fh:
+                    if line.startswith(b"Pss:"):
+                        pss += int(line.split()[1]) * 1024
+                        break
         except OSError:
             continue
-    return total
+    return rss, pss
 
 
 def measure(argv: list[str], env: dict[str, str], timeout_s: float, workdir: Path) -> Measurement:
@@ -244,13 +253,15 @@ def measure(argv: list[str], env: dict[str, str], timeout_s: float, workdir: Pat
         proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + timeout_s
         timed_out = False
-        tree_peak, next_sample = 0, 0.0
+        tree_peak = tree_pss_peak = 0
+        next_sample = 0.0
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
             if time.monotonic() >= next_sample:  # a walk of /proc: not every poll
-                tree_peak = max(tree_peak, tree_rss_bytes(proc.pid))
+                rss, pss = tree_memory(proc.pid)
+                tree_peak, tree_pss_peak = max(tree_peak, rss), max(tree_pss_peak, pss)
                 next_sample = time.monotonic() + TREE_SAMPLE_S
             if time.monotonic() >= deadline:
                 timed_out = True
@@ -269,6 +280,7 @@ def measure(argv: list[str], env: dict[str, str], timeout_s: float, workdir: Pat
         sys_s=usage.ru_stime,
         peak_rss_mb=usage.ru_maxrss / 1024,  # KiB on Linux
         peak_tree_rss_mb=max(tree_peak / 2**20, usage.ru_maxrss / 1024),
+        peak_tree_pss_mb=tree_pss_peak / 2**20,
         busy_s=busy,
         stdout=out_path.read_text(errors="replace"),
         stderr_tail=stderr[-2000:],

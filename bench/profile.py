@@ -33,7 +33,9 @@ TIMEOUT_S = 900
 # generators: only what is left of it once the inner stages are taken is packing).
 STAGES = (
     ("read", "read_frames (uploader/read.py)"),
-    ("map", "map_columns (uploader/mapping.py)"),
+    ("map", "map_columns (uploader/convert.py)"),
+    ("order guard: the first pass's event names", "_orders (uploader/build.py)"),
+    ("order guard: counting", "RepeatCounts.add (uploader/repeats.py)"),
     ("validate", "validate_rows (uploader/validation.py)"),
     ("id text, SHA-256, item sizes (per chunk)", "derive_events (uploader/event_ids.py)"),
     ("duplicates and items (run-wide)", "settle_events (uploader/event_ids.py)"),

@@ -247,6 +247,7 @@ def _attempt(
         cpu_s=round(m.cpu_s, 2),
         peak_rss_mb=round(m.peak_rss_mb, 1),
         peak_tree_rss_mb=round(m.peak_tree_rss_mb, 1),
+        peak_tree_pss_mb=round(m.peak_tree_pss_mb, 1),
         sandbox_cpu_s=round(sandbox_cpu, 2),
         other_cpu_s=round(other, 2),
         disturbed=other > DISTURBED_SHARE * m.wall_s,
@@ -535,6 +536,7 @@ COLUMNS = (
     ("CPU s", 7),
     ("RSS MB", 8),
     ("all RSS", 8),
+    ("all PSS", 8),
     ("sbx CPU", 8),
     ("other", 6),
 )
@@ -555,6 +557,7 @@ def _line(r: dict[str, Any]) -> str:
         f"{r['cpu_s']:.1f}",
         f"{r['peak_rss_mb']:,.0f}",
         f"{r.get('peak_tree_rss_mb', r['peak_rss_mb']):,.0f}",
+        f"{r.get('peak_tree_pss_mb', 0):,.0f}",
         f"{r['sandbox_cpu_s']:.1f}",
         f"{r['other_cpu_s']:.1f}",
     ]
