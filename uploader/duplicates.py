@@ -16,17 +16,21 @@ growing with the input. Keys are 80 bits of an id's SHA-256 (a 64-bit `hi` and a
   the filter reads one block of each file; when there are more than MAX_SPILLED files they
   are merged into one, in bounded memory. Past a few hundred million keys the filter fills
   and most lookups read the disk: inputs of that size are the Spark engine's.
+
+The runs themselves, in memory and on disk, are in keyruns.py.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import weakref
-from collections.abc import Iterator
 
 import numpy as np
+
+from uploader.keyruns import MERGE_KEYS, NO_VALUE, Run, SpilledRun, positions
+
+__all__ = ["NO_VALUE", "KeySet", "first_occurrences", "split_key_blob", "split_keys"]
 
 # Keys held in memory before the largest run moves to disk: 2M keys are 20 MB (values, for
 # given eventIds and counts, 8 bytes more each). Documented in the README as the budget.
@@ -38,19 +42,12 @@ FILTER_BITS_FIRST = 1 << 22
 FILTER_BITS_MAX = 1 << 28
 FILTER_LOAD = 16
 FILTER_PROBES = 3
-# Keys a block of a spilled run holds: one read of 5 KB per lookup that gets past the
-# filter; the index keeps one key of each block in memory (8 bytes per 512 keys).
-SPILL_BLOCK = 512
 # Spilled runs before they are merged into one: a lookup reads a block from each.
 MAX_SPILLED = 8
-# Keys merged at a time from each spilled run when they are merged (10 bytes each).
-MERGE_KEYS = 1 << 17
 # Keys whose filter bits are set at a time (when the filter grows, every key's are set again).
 MARK_KEYS = 1 << 16
 # Bytes of a key: a 64-bit hi and a 16-bit lo half.
 KEY_BYTES = 10
-# Value stored for a key when the caller gives none.
-NO_VALUE = -1
 _ABSENT = NO_VALUE - 1
 
 
@@ -70,8 +67,8 @@ class KeySet:
         self.with_values = with_values
         self.memory_keys = memory_keys
         self.max_spilled = max_spilled
-        self.runs: list[_Run] = []  # in memory, oldest (largest) first
-        self.spilled: list[_SpilledRun] = []
+        self.runs: list[Run] = []  # in memory, oldest (largest) first
+        self.spilled: list[SpilledRun] = []
         self._spill_parent = spill_dir
         self._spill_dir: str | None = None
         self._bits = filter_bits
@@ -112,7 +109,7 @@ class KeySet:
         stored = values[order] if self.with_values and values is not None else None
         if self.with_values and stored is None:
             stored = np.full(len(hi), NO_VALUE, dtype=np.int64)
-        self.runs.append(_Run(hi[order], lo[order].astype(np.uint16), stored))
+        self.runs.append(Run(hi[order], lo[order].astype(np.uint16), stored))
         self._count += len(hi)
         while len(self.runs) >= 2 and len(self.runs[-2]) <= 2 * len(self.runs[-1]):
             newer = self.runs.pop()
@@ -134,7 +131,7 @@ class KeySet:
             return found
         maybe = np.flatnonzero(self._test(hi))
         for run in self.runs:
-            at = _positions(run.hi, run.lo, hi[maybe], lo[maybe])
+            at = positions(run.hi, run.lo, hi[maybe], lo[maybe])
             hit = at >= 0
             assert run.values is not None
             run.values[at[hit]] += amounts[maybe[hit]]
@@ -188,9 +185,9 @@ class KeySet:
     def _spill(self) -> None:
         largest = max(range(len(self.runs)), key=lambda i: len(self.runs[i]))
         run = self.runs.pop(largest)
-        self.spilled.append(_SpilledRun.write(self._directory(), run))
+        self.spilled.append(SpilledRun.write(self._directory(), run))
         if len(self.spilled) > self.max_spilled:
-            merged = _SpilledRun.merge(self._directory(), self.spilled, self.with_values)
+            merged = SpilledRun.merge(self._directory(), self.spilled, self.with_values)
             for old in self.spilled:
                 old.close(delete=True)
             self.spilled = [merged]
@@ -200,192 +197,6 @@ class KeySet:
             self._spill_dir = tempfile.mkdtemp(prefix="uploader-keys-", dir=self._spill_parent)
             weakref.finalize(self, shutil.rmtree, self._spill_dir, True)
         return self._spill_dir
-
-
-# (hi, lo, values or None) of consecutive keys.
-_Keys = tuple[np.ndarray, np.ndarray, np.ndarray | None]
-
-
-def _slice(keys: _Keys, start: int, stop: int) -> _Keys:
-    hi, lo, values = keys
-    return hi[start:stop], lo[start:stop], None if values is None else values[start:stop]
-
-
-class _Run:
-    """Keys sorted by hi, in memory."""
-
-    def __init__(self, hi: np.ndarray, lo: np.ndarray, values: np.ndarray | None) -> None:
-        self.hi, self.lo, self.values = hi, lo, values
-
-    def __len__(self) -> int:
-        return len(self.hi)
-
-    def merged(self, other: _Run) -> _Run:
-        at = np.searchsorted(self.hi, other.hi, side="right")
-        values = None
-        if self.values is not None and other.values is not None:
-            values = np.insert(self.values, at, other.values)
-        return _Run(np.insert(self.hi, at, other.hi), np.insert(self.lo, at, other.lo), values)
-
-    def lookup(self, q_hi: np.ndarray, q_lo: np.ndarray, result: np.ndarray) -> None:
-        _search(self.hi, self.lo, self.values, q_hi, q_lo, result)
-
-
-class _SpilledRun:
-    """Keys sorted by hi in a file: hi (8 bytes each), then lo (2), then values (8)."""
-
-    def __init__(self, path: str, count: int, with_values: bool, index: np.ndarray) -> None:
-        self.path, self.count, self.with_values, self.index = path, count, with_values, index
-        self.fd = os.open(path, os.O_RDWR)  # values change in place (KeySet.increment)
-
-    @classmethod
-    def write(cls, directory: str, run: _Run) -> _SpilledRun:
-        with _Writer(directory, run.values is not None) as writer:
-            writer.append(run.hi, run.lo, run.values)
-        return writer.finish()
-
-    @classmethod
-    def merge(cls, directory: str, runs: list[_SpilledRun], with_values: bool) -> _SpilledRun:
-        """One sorted file from several, MERGE_KEYS keys of each at a time."""
-        with _Writer(directory, with_values) as writer:
-            sources = [r.chunks(MERGE_KEYS) for r in runs]
-            pending = [next(s, None) for s in sources]
-            while any(p is not None for p in pending):
-                # Everything up to the smallest last key of the pending chunks is final.
-                bound = min(p[0][-1] for p in pending if p is not None)
-                parts: list[_Keys] = []
-                for k, part in enumerate(pending):
-                    if part is None:
-                        continue
-                    cut = int(np.searchsorted(part[0], bound, side="right"))
-                    parts.append(_slice(part, 0, cut))
-                    rest = _slice(part, cut, len(part[0]))
-                    pending[k] = rest if len(rest[0]) else next(sources[k], None)
-                hi = np.concatenate([p[0] for p in parts])
-                order = np.argsort(hi, kind="stable")
-                lo = np.concatenate([p[1] for p in parts])[order]
-                values = None
-                if with_values:
-                    values = np.concatenate([p[2] for p in parts if p[2] is not None])[order]
-                writer.append(hi[order], lo, values)
-        return writer.finish()
-
-    def chunks(self, size: int) -> Iterator[_Keys]:
-        for start in range(0, self.count, size):
-            yield self._read(start, min(start + size, self.count))
-
-    def _read(self, start: int, stop: int) -> _Keys:
-        n = stop - start
-        hi = np.frombuffer(os.pread(self.fd, 8 * n, 8 * start), dtype=np.uint64)
-        lo = np.frombuffer(os.pread(self.fd, 2 * n, 8 * self.count + 2 * start), dtype=np.uint16)
-        values = None
-        if self.with_values:
-            offset = 10 * self.count + 8 * start
-            values = np.frombuffer(os.pread(self.fd, 8 * n, offset), dtype=np.int64)
-        return hi, lo, values
-
-    def lookup(self, q_hi: np.ndarray, q_lo: np.ndarray, result: np.ndarray) -> None:
-        blocks = np.searchsorted(self.index, q_hi, side="right") - 1
-        # A key equal to a block's first key may also end the block before: search from it.
-        for block in np.unique(np.maximum(blocks, 0)).tolist():
-            mine = np.flatnonzero(np.maximum(blocks, 0) == block)
-            start = max(block * SPILL_BLOCK - 1, 0)
-            hi, lo, values = self._read(start, min((block + 1) * SPILL_BLOCK, self.count))
-            part = result[mine]
-            _search(hi, lo, values, q_hi[mine], q_lo[mine], part)
-            result[mine] = part
-
-    def increment(self, q_hi: np.ndarray, q_lo: np.ndarray, amounts: np.ndarray) -> np.ndarray:
-        """Add to the values of the query keys found here; returns which were."""
-        found = np.zeros(len(q_hi), dtype=bool)
-        blocks = np.maximum(np.searchsorted(self.index, q_hi, side="right") - 1, 0)
-        for block in np.unique(blocks).tolist():
-            mine = np.flatnonzero(blocks == block)
-            start = max(block * SPILL_BLOCK - 1, 0)
-            hi, lo, values = self._read(start, min((block + 1) * SPILL_BLOCK, self.count))
-            assert values is not None
-            at = _positions(hi, lo, q_hi[mine], q_lo[mine])
-            hit = at >= 0
-            for j, k in zip(at[hit].tolist(), mine[hit].tolist(), strict=True):
-                value = np.array([values[j] + amounts[k]], dtype=np.int64)
-                os.pwrite(self.fd, value.tobytes(), 10 * self.count + 8 * (start + j))
-            found[mine[hit]] = True
-        return found
-
-    def close(self, delete: bool = False) -> None:
-        os.close(self.fd)
-        if delete:
-            os.unlink(self.path)
-
-
-class _Writer:
-    """Writes a spilled run's three sections, then builds its index."""
-
-    def __init__(self, directory: str, with_values: bool) -> None:
-        handle, self.path = tempfile.mkstemp(dir=directory, suffix=".keys")
-        os.close(handle)
-        self.with_values = with_values
-        self.parts: list[str] = [self.path + ".lo", self.path + ".values"]
-        self.files = [open(p, "wb") for p in (self.path, *self.parts)]  # noqa: SIM115
-        self.count = 0
-        self.index: list[np.ndarray] = []
-
-    def __enter__(self) -> _Writer:
-        return self
-
-    def append(self, hi: np.ndarray, lo: np.ndarray, values: np.ndarray | None) -> None:
-        first = (-self.count) % SPILL_BLOCK  # the first of hi that starts a block
-        self.index.append(hi[first::SPILL_BLOCK].copy())  # not a view: it would keep hi
-        self.files[0].write(np.ascontiguousarray(hi, np.uint64).tobytes())
-        self.files[1].write(np.ascontiguousarray(lo, np.uint16).tobytes())
-        if self.with_values and values is not None:
-            self.files[2].write(np.ascontiguousarray(values, np.int64).tobytes())
-        self.count += len(hi)
-
-    def __exit__(self, *exc: object) -> None:
-        for f in self.files:
-            f.close()
-
-    def finish(self) -> _SpilledRun:
-        """Concatenate the sections into the run's one file."""
-        with open(self.path, "ab") as out:
-            for part in self.parts:
-                with open(part, "rb") as section:
-                    shutil.copyfileobj(section, out)
-                os.unlink(part)
-        index = np.concatenate(self.index) if self.index else np.empty(0, np.uint64)
-        return _SpilledRun(self.path, self.count, self.with_values, index)
-
-
-def _search(
-    hi: np.ndarray,
-    lo: np.ndarray,
-    values: np.ndarray | None,
-    q_hi: np.ndarray,
-    q_lo: np.ndarray,
-    result: np.ndarray,
-) -> None:
-    """Fill `result` where a query key is among these sorted keys."""
-    at = _positions(hi, lo, q_hi, q_lo)
-    hit = at >= 0
-    result[hit] = NO_VALUE if values is None else values[at[hit]]
-
-
-def _positions(hi: np.ndarray, lo: np.ndarray, q_hi: np.ndarray, q_lo: np.ndarray) -> np.ndarray:
-    """Where each query key is among these keys (sorted by hi), or -1."""
-    out = np.full(len(q_hi), -1, dtype=np.int64)
-    at = np.searchsorted(hi, q_hi)
-    inside = at < len(hi)
-    same_hi = np.zeros(len(q_hi), dtype=bool)
-    same_hi[inside] = hi[at[inside]] == q_hi[inside]
-    for i in np.flatnonzero(same_hi).tolist():
-        j = int(at[i])
-        while j < len(hi) and hi[j] == q_hi[i]:  # equal hi: almost never twice
-            if lo[j] == q_lo[i]:
-                out[i] = j
-                break
-            j += 1
-    return out
 
 
 def split_keys(digests: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
