@@ -307,9 +307,14 @@ def test_a_killed_driver_then_a_rerun_delivers_every_event(tmp_path):
         os.killpg(first.pid, signal.SIGKILL)  # the driver, its JVM and its workers
         first.wait()
         sent_before = sb.stats()["events"]
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+        # The rerun at the default (adaptive) requests in flight, as a user would rerun it.
+        rerun = [a for a in argv if a not in ("--concurrency", "2")]
+        done = subprocess.run(rerun, env=env, capture_output=True, text=True, timeout=300)
         stats = sb.stats()
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "Requests in flight: adaptive, per task" in done.stdout
+    requests = re.search(r"Delivered: [\d,]+ events in ([\d,]+) requests", done.stdout)
+    assert requests and int(requests.group(1).replace(",", "")) > 0
     assert 1000 <= sent_before < 6000
     assert stats["unique_event_ids"] == 6000
     # What the killed job had in flight: 2 tasks x 2 requests x 50 events, at most.

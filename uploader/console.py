@@ -341,7 +341,9 @@ def format_upload(result: UploadResult) -> str:
     if result.status_counts:
         codes = ", ".join(f"{code}: {n:,}" for code, n in result.status_counts.items())
         lines.append(f"  Answers: {codes}")
-    if result.concurrency.get("mode") == "adaptive":
+    if result.concurrency.get("per_task"):  # the Spark engine: each task adapts its own
+        lines.append(f"  Requests in flight: {result.concurrency['mode']}, per task")
+    elif result.concurrency.get("mode") == "adaptive":
         lines.append(
             f"  Requests in flight: adaptive, settled on {result.concurrency['settled']} "
             f"(highest {result.concurrency['highest']}; --concurrency N pins it)"

@@ -173,6 +173,7 @@ def upload(df: Any, **options: Any) -> UploadResult:
         - delivery["events_sent"]
         - delivery["events_refused"],
         possibly_resent=resent,
+        requests=delivery["requests"],
         retries=delivery["retries"],
         status_counts=dict(status_counts),
         elapsed_s=round(elapsed, 3),
