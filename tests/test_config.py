@@ -116,7 +116,7 @@ def test_options_given_as_none_are_not_given(csv_path):
     config = build_config(
         csv_path, command="upload", env=ENV, batch_size=None, state=None, concurrency=None
     )
-    assert config.mapping.batch_size == 500
+    assert config.mapping.batch_size == 2000
     assert config.sending.state == DEFAULT_STATE
     assert config.sending.concurrency is None  # adaptive
     assert config.sending.max_retry_time == DEFAULT_MAX_RETRY_TIME

@@ -34,7 +34,7 @@ def refused(message: str, **given: object) -> None:
 
 def test_nothing_given_means_the_defaults():
     assert build_options(None) == Options()
-    assert Options().batch_size == DEFAULT_BATCH_SIZE == 500
+    assert Options().batch_size == DEFAULT_BATCH_SIZE == 2000
     assert Options().max_request_bytes == DEFAULT_MAX_REQUEST_BYTES == 512 * 1024
     assert Options().timezone == "UTC"
 
