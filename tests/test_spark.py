@@ -363,3 +363,45 @@ def test_a_column_that_cannot_fill_its_field_is_refused_before_the_job(spark):
     )
     with pytest.raises(InputError, match=r"<Spark DataFrame>: .*'sku'"):
         uploader.spark.validate(df)
+
+
+def test_an_input_gone_before_the_job_stops_it_in_our_words_having_sent_nothing(spark, tmp_path):
+    import uploader.spark
+    from uploader.errors import UploaderError
+
+    path = tmp_path / "gone.parquet"
+    pq.write_table(pacsv.read_csv(SAMPLE_CSV), path)
+    df = spark.read.parquet(str(path))
+    path.unlink()  # the tasks find no file: every try of the first task fails
+    with Sandbox() as sb:
+        with pytest.raises(UploaderError, match=r"^a task failed: .*gone\.parquet"):
+            uploader.spark.upload(df, sandbox=sb, state=str(tmp_path / "state"))
+        assert sb.stats()["requests"] == 0
+
+
+def test_spark_running_out_of_memory_is_named_with_what_to_do():
+    from uploader.spark.job import _task_failure
+
+    exc = RuntimeError(
+        "An error occurred while calling o96.collectToPython.\n"
+        ": org.apache.spark.SparkException: Job aborted due to stage failure: "
+        "java.lang.OutOfMemoryError: Java heap space\n\tat java.base/java.nio.HeapByteBuffer"
+    )
+    message = _task_failure(exc)
+    assert message.startswith("Spark ran out of memory")
+    assert "spark.driver.memory" in message and "\n" not in message
+    gone = _task_failure(ConnectionRefusedError(111, "Connection refused"))
+    assert gone.startswith("Spark stopped answering ([Errno 111] Connection refused)")
+
+
+def test_local_mode_gets_a_larger_driver_heap_unless_the_user_chose_one(monkeypatch):
+    from uploader.spark import session
+
+    monkeypatch.delenv("SPARK_DRIVER_MEMORY", raising=False)
+    monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", "--master local[2] pyspark-shell")
+    assert not session._driver_memory_given()
+    monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", "--driver-memory 8g pyspark-shell")
+    assert session._driver_memory_given()
+    monkeypatch.delenv("PYSPARK_SUBMIT_ARGS")
+    monkeypatch.setenv("SPARK_DRIVER_MEMORY", "6g")
+    assert session._driver_memory_given()

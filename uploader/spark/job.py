@@ -10,8 +10,10 @@ across partitions, the warm-up, and the figures. Per-row work runs in the tasks 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import re
 import sys
 import time
 import uuid
@@ -37,6 +39,9 @@ from uploader.validation import RowReject
 NAME = "<Spark DataFrame>"
 # The state directory when none is given (a folder: executors write into it).
 DEFAULT_STATE_DIR = ".uploader/spark-state"
+# The reason in a Java exception's line: what follows its last "...Exception: ".
+JAVA_REASON = re.compile(r".*(?:Exception|Error): (.+)")
+MESSAGE_CHARS = 400
 # Rejected rows brought back to the driver for `.rejects` (the rejects= folder has all).
 REJECTS_KEPT = 100_000
 SPARK_VALIDATE_OPTIONS = (*MAPPING_OPTIONS, "rejects", "report")
@@ -105,9 +110,14 @@ def upload(df: Any, **options: Any) -> UploadResult:
         resent = _possibly_resent(state)  # what a run that died had in flight
         derived = _derive(df, plan, settings.mapping)
         try:
-            figures, numbered = _shuffle(derived, settings.mapping, plan, df.columns)
-            _refuse_unchosen(figures)
-            done = _delivered(spark, state) if not settings.sending.force else None
+            try:  # before the first request: a failure here sent nothing
+                figures, numbered = _shuffle(derived, settings.mapping, plan, df.columns)
+                _refuse_unchosen(figures)
+                done = _delivered(spark, state) if not settings.sending.force else None
+            except UploaderError:  # repeated orders, no choice made
+                raise
+            except Exception as exc:  # a task failed past its retries, the JVM died
+                raise UploaderError(_task_failure(exc)) from exc
             todo = numbered if done is None else numbered.join(done, "lkey", "left_anti")
             job = uuid.uuid4().hex[:12]
             sending = {
@@ -117,29 +127,34 @@ def upload(df: Any, **options: Any) -> UploadResult:
                 "target": target,
                 "credentials": credentials,
             }
-            warmed, warm_figures = _warm_up(todo, state, job, sending)
-            todo = todo.filter(~todo.lkey.isin(list(warmed))) if warmed else todo
-            partitions = max(2, spark.sparkContext.defaultParallelism)
-            at_once = min(partitions, spark.sparkContext.defaultParallelism)
-            rate = settings.sending.rate
-            sending["rate"] = rate / at_once if rate else None
-            sent = todo.repartition(partitions, "lkey").mapInArrow(
-                partial(tasks.send_partition, job=job, state_uri=state.uri, sending=sending),
-                tasks.ddl(tasks.SENT),
-            )
-            rows = sent.collect()
-            status, message = "completed", None
-        except InputError:  # repeated orders, no choice made: nothing was sent
-            derived.unpersist()
-            raise
-        except SendError as exc:  # the warm-up: auth, a wrong address
-            rows, status, message = [], "aborted", str(exc)
-            warm_figures = Counter()
-        except Exception as exc:  # a task failed past its retries
-            rows, status, message = [], "aborted", _task_failure(exc)
-            warm_figures = Counter()
-        rejects = _rejects(derived, df.columns, settings.outputs.rejects)
-        derived.unpersist()
+            try:
+                warmed, warm_figures = _warm_up(todo, state, job, sending)
+                todo = todo.filter(~todo.lkey.isin(list(warmed))) if warmed else todo
+                partitions = max(2, spark.sparkContext.defaultParallelism)
+                at_once = min(partitions, spark.sparkContext.defaultParallelism)
+                rate = settings.sending.rate
+                sending["rate"] = rate / at_once if rate else None
+                sent = todo.repartition(partitions, "lkey").mapInArrow(
+                    partial(tasks.send_partition, job=job, state_uri=state.uri, sending=sending),
+                    tasks.ddl(tasks.SENT),
+                )
+                rows = sent.collect()
+                status, message = "completed", None
+            except SendError as exc:  # the warm-up: auth, a wrong address
+                rows, status, message = [], "aborted", str(exc)
+                warm_figures = Counter()
+            except Exception as exc:  # a task failed past its retries, the JVM died
+                rows, status, message = [], "aborted", _task_failure(exc)
+                warm_figures = Counter()
+            try:
+                rejects = _rejects(derived, df.columns, settings.outputs.rejects)
+            except Exception as exc:
+                if status == "completed":
+                    raise UploaderError(f"writing the rejects: {_task_failure(exc)}") from exc
+                rejects = _no_rejects(df.columns, settings.outputs.rejects)  # Spark is gone
+        finally:
+            with contextlib.suppress(Exception):  # a dead JVM cannot unpersist
+                derived.unpersist()
     delivery: Counter[str] = Counter()
     by_event: Counter[str] = Counter()
     refused_causes: Counter[str] = Counter()
@@ -230,7 +245,7 @@ def _derive(df: Any, plan: Any, options: Any) -> Any:
     derived = with_file.mapInArrow(
         partial(tasks.derive_partition, plan=plan, options=options), tasks.ddl(tasks.DERIVED)
     )
-    return derived.persist(StorageLevel.MEMORY_AND_DISK)
+    return derived.persist(StorageLevel.DISK_ONLY)
 
 
 def _shuffle(derived: Any, options: Any, plan: Any, columns: Any) -> tuple[dict[str, Any], Any]:
@@ -348,6 +363,17 @@ def _rejects(derived: Any, columns: Any, path: str | None) -> dict[str, Any]:
     }
 
 
+def _no_rejects(columns: Any, path: str | None) -> dict[str, Any]:
+    """What _rejects returns when Spark failed before it could say."""
+    return {
+        "rejects_by_cause": (),
+        "rejects_path": path,
+        "rejects_seen": 0,
+        "columns": tuple(columns),
+        "kept_rejects": (),
+    }
+
+
 def _delivered(spark: Any, state: StateDir) -> Any:
     """Keys the state directory records as delivered or refused, as a DataFrame (lkey)."""
     keys = np.concatenate([state.keys(".keys"), state.keys(".refused")])
@@ -430,4 +456,20 @@ def _task_failure(exc: BaseException) -> str:
     marker = "uploader.errors.UploaderError: "
     if marker in text:
         return text.split(marker, 1)[1].splitlines()[0]
+    if "OutOfMemoryError" in text:
+        return (
+            "Spark ran out of memory (java.lang.OutOfMemoryError, see Spark's log above): "
+            "give it more, e.g. spark.driver.memory in local mode, spark.executor.memory "
+            "on a cluster, or more partitions"
+        )
+    if isinstance(exc, ConnectionError) or type(exc).__name__ == "Py4JNetworkError":
+        return (
+            f"Spark stopped answering ({text.splitlines()[0] if text else type(exc).__name__}); "
+            "its log above says why (often memory: spark.driver.memory in local mode)"
+        )
+    # A Java exception: its first line is the call that failed ("An error occurred while
+    # calling o79.collectToPython."), the lines after it Spark's reason, innermost last.
+    for line in text.splitlines()[1:]:
+        if found := JAVA_REASON.match(line.strip()):
+            return f"a task failed: {found[1][:MESSAGE_CHARS]}"
     return f"a task failed: {text.splitlines()[0] if text else type(exc).__name__}"

@@ -18,6 +18,8 @@ from uploader.errors import ConfigError, InputError
 from uploader.inputs import PARQUET_SUFFIXES
 
 APP_NAME = "uploader"
+# The driver's heap in local mode, unless the user gave one (see session()).
+LOCAL_DRIVER_MEMORY = "2g"
 
 
 def session(master: str | None) -> Any:
@@ -33,8 +35,21 @@ def session(master: str | None) -> Any:
         ) from exc
     builder = SparkSession.builder.appName(APP_NAME).config("spark.ui.showConsoleProgress", "false")
     if master or SparkSession.getActiveSession() is None:
-        builder = builder.master(master or "local[*]")
+        master = master or "local[*]"
+        builder = builder.master(master)
+        if master.startswith("local") and not _driver_memory_given():
+            # Local mode runs every task in the driver's JVM, whose heap defaults to 1 GB:
+            # too little for the shuffle of a few million rows (OutOfMemoryError at 10M).
+            builder = builder.config("spark.driver.memory", LOCAL_DRIVER_MEMORY)
     return builder.getOrCreate()
+
+
+def _driver_memory_given() -> bool:
+    """Whether the user chose the driver's memory where spark-submit looks for it."""
+    submit_args = os.environ.get("PYSPARK_SUBMIT_ARGS", "")
+    return "SPARK_DRIVER_MEMORY" in os.environ or any(
+        flag in submit_args for flag in ("--driver-memory", "spark.driver.memory")
+    )
 
 
 def read_inputs(spark: Any, paths: Sequence[str], *, delimiter: str | None = None,
