@@ -7,8 +7,8 @@ import asyncio
 import os
 import signal
 import threading
-import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pandas as pd
@@ -188,15 +188,23 @@ def test_the_async_variants_can_be_awaited(frame, sb, quiet):
 
 
 def test_an_interrupt_stops_after_the_requests_in_flight_and_a_rerun_resumes(frame, quiet, capsys):
-    def interrupt_once_events_arrive(sandbox: Sandbox) -> None:
-        while sandbox.stats()["events"] == 0:
-            time.sleep(0.005)
-        os.kill(os.getpid(), signal.SIGINT)  # what Jupyter's stop button sends the kernel
-
     options = dict(quiet, batch_size=50, concurrency=2)
     with Sandbox(latency_ms=40) as slow:
-        threading.Thread(target=interrupt_once_events_arrive, args=(slow,), daemon=True).start()
+        # The interrupt as the first events are stored, from the sandbox's own thread: a
+        # thread polling for them could be starved on a busy machine until the run is over.
+        store = slow._store()
+        record, fired = store.record, threading.Event()
+
+        def record_then_interrupt(*args: Any, **kwargs: Any) -> Any:
+            answer = record(*args, **kwargs)
+            if not fired.is_set():
+                fired.set()
+                os.kill(os.getpid(), signal.SIGINT)  # what Jupyter's stop button sends
+            return answer
+
+        store.record = record_then_interrupt  # type: ignore[method-assign]
         stopped = uploader.upload(frame, sandbox=slow, **options)
+        store.record = record  # type: ignore[method-assign]
         stored = slow.stats()["events"]
         resumed = uploader.upload(frame, sandbox=slow, **options)
         stats = slow.stats()

@@ -20,6 +20,8 @@ from uploader.sandbox.faults import check_positive, check_probability
 from uploader.sandbox.server import LOG
 
 NumberT = TypeVar("NumberT", int, float)
+# How often the waiting main thread wakes to see a Ctrl-C (see run()).
+WAIT_SLICE_S = 0.2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,7 +86,10 @@ def run(args: argparse.Namespace) -> int:
     restore = _on_sigterm(stopped.set)
     try:
         print(_banner(sandbox, args), flush=True)
-        stopped.wait()
+        # In slices: a Ctrl-C the kernel hands to one of the server's threads only sets a
+        # flag that this thread must wake up to see (an endless wait would never end).
+        while not stopped.wait(WAIT_SLICE_S):
+            pass
     except KeyboardInterrupt:
         pass
     finally:
