@@ -256,8 +256,8 @@ def format_summary(result: ValidationResult, *, planned: bool = True) -> str:
         lines.append(f"  {name:<20} {count:>10,}")
     if result.duplicates_collapsed and result.duplicates == "quantity":
         lines.append(
-            f"Rows added up into an earlier identical row's data.quantity: "
-            f"{result.duplicates_collapsed:,} (--duplicates quantity)"
+            "Rows added up into the data.quantity of an earlier row the same but for its "
+            f"quantity: {result.duplicates_collapsed:,} (--duplicates quantity)"
         )
     elif result.duplicates_collapsed:
         lines.append(
