@@ -259,6 +259,32 @@ def test_the_order_guard_counts_the_order_rows_of_mixed_events(write_csv, chunk_
     assert tally.duplicates_collapsed == 1
 
 
+@pytest.mark.parametrize("chunk_rows", [2, 65_536])
+def test_the_guard_gathers_order_rows_per_file_and_names_the_repeating_one(write_csv, chunk_rows):
+    from uploader.errors import InputError
+    from uploader.inputs import resolve_sources
+    from uploader.pipeline import Tally, prepare_events
+
+    first = write_csv(MIXED.split("2024-05-02T10:00:00Z,purchase,S1,u1\n")[0]
+                      + "2024-05-02T10:00:00Z,purchase,S9,u1\n", "first.csv")  # fmt: skip
+    second = write_csv(
+        "event_time,event_type,product_id,user_id\n"
+        "2024-05-02T10:00:02Z,view,S9,u1\n"
+        "2024-05-02T10:00:00Z,purchase,S9,u1\n",
+        "second.csv",
+    )
+    sources = resolve_sources([first, second])
+    events = prepare_events(
+        sources, build_options(None), Tally(), chunk_rows=chunk_rows, guard_orders=True
+    )
+    with pytest.raises(InputError) as raised:
+        next(events)
+    # The order of first.csv (its row 3) is repeated by row 2 of second.csv.
+    assert str(raised.value).startswith(
+        f"1 'Product ordered' rows repeat an earlier row exactly (e.g. {sources[1].name} row 2)"
+    )
+
+
 def test_a_dry_run_of_repeated_orders_exits_as_the_upload_would(capsys, write_csv, tmp_path):
     path = write_csv(ORDERS, "orders.csv")
     out_dir = tmp_path / "dry"

@@ -59,15 +59,7 @@ def build_chunks(
     catalog = Catalog(options) if options.catalog is not None else None
     try:
         if count_first:
-            orders_only = options.duplicates is None  # the guard: see _orders
-            for whole in read_frames(sources, chunk_rows):
-                plan = plans[whole.source.name]
-                chunk = _orders(whole, plan) if orders_only else whole
-                if chunk is None:
-                    continue
-                built = _build(chunk, plan, options, catalog)
-                if built.candidates is not None:
-                    yield count_candidates(built.candidates)
+            yield from _counted(sources, options, plans, catalog, chunk_rows)
         for chunk in read_frames(sources, chunk_rows, done):
             if chunk.skipped:
                 yield Built(chunk.source.name, 0, chunk.bytes_done, skipped=chunk.skipped)
@@ -76,6 +68,49 @@ def build_chunks(
     finally:
         if catalog is not None:
             catalog.close()
+
+
+def _counted(
+    sources: Sequence[Source],
+    options: Options,
+    plans: dict[str, MappingPlan],
+    catalog: Catalog | None,
+    chunk_rows: int,
+) -> Iterator[Counted]:
+    """The first pass: every row counted (repeats.py). The guard's order rows are gathered
+    across the chunks of a source and built `chunk_rows` at a time: a build costs per call
+    as well as per row, and a few orders a chunk would pay the call for little."""
+    orders_only = options.duplicates is None  # the guard: see _orders
+    pending: list[Chunk] = []
+
+    def flush() -> Iterator[Counted]:
+        if not pending:
+            return
+        first = pending[0]
+        chunk = replace(
+            first,
+            table=pa.concat_tables([c.table for c in pending]),
+            rows=pa.concat_arrays([c.rows for c in pending]),
+            bytes_done=pending[-1].bytes_done,
+            malformed=(),  # not counted: only the candidates are
+        )
+        pending.clear()
+        built = _build(chunk, plans[first.source.name], options, catalog)
+        if built.candidates is not None:
+            yield count_candidates(built.candidates)
+
+    for whole in read_frames(sources, chunk_rows):
+        chunk = _orders(whole, plans[whole.source.name]) if orders_only else whole
+        if chunk is None:
+            continue
+        if pending and (
+            pending[0].source is not chunk.source or pending[0].table.schema != chunk.table.schema
+        ):
+            yield from flush()
+        pending.append(chunk)
+        if sum(c.table.num_rows for c in pending) >= chunk_rows:
+            yield from flush()
+    yield from flush()
 
 
 def _orders(chunk: Chunk, plan: MappingPlan) -> Chunk | None:
