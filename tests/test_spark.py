@@ -405,3 +405,23 @@ def test_local_mode_gets_a_larger_driver_heap_unless_the_user_chose_one(monkeypa
     monkeypatch.delenv("PYSPARK_SUBMIT_ARGS")
     monkeypatch.setenv("SPARK_DRIVER_MEMORY", "6g")
     assert session._driver_memory_given()
+
+
+def test_rejects_that_cannot_be_written_abort_a_sent_job_and_a_rerun_ends_it(spark, tmp_path):
+    import uploader.spark
+
+    df = spark.read.csv(str(ROOT / "sample_data" / "bad_rows.csv"), header=True)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    options = {"mapping": {"eventId": "event_id"}, "state": str(tmp_path / "state")}
+    with Sandbox() as sb:
+        first = uploader.spark.upload(df, sandbox=sb, rejects=str(blocker / "rejects"), **options)
+        sent = sb.stats()["events"]
+        again = uploader.spark.upload(df, sandbox=sb, rejects=str(tmp_path / "rejects"), **options)
+        stats = sb.stats()
+    assert first.status == "aborted"
+    assert first.message is not None and first.message.startswith("writing the rejects: ")
+    assert first.events_sent == sent > 0  # sent before the rejects were written
+    assert again.status == "completed" and again.events_sent == 0
+    assert again.rejects_seen == again.events_rejected > 0
+    assert stats["events"] == sent

@@ -42,6 +42,8 @@ DEFAULT_STATE_DIR = ".uploader/spark-state"
 # The reason in a Java exception's line: what follows its last "...Exception: ".
 JAVA_REASON = re.compile(r".*(?:Exception|Error): (.+)")
 MESSAGE_CHARS = 400
+# The reason of a row whose given eventId an earlier row used (event_ids.py says which).
+GIVEN_TWICE = "used by an earlier row (event ids must be unique)"
 # Rejected rows brought back to the driver for `.rejects` (the rejects= folder has all).
 REJECTS_KEPT = 100_000
 SPARK_VALIDATE_OPTIONS = (*MAPPING_OPTIONS, "rejects", "report")
@@ -59,10 +61,10 @@ def validate(df: Any, **options: Any) -> ValidationResult:
     plan = _plan(df, settings.mapping)
     derived = _derive(df, plan, settings.mapping)
     try:
-        figures, numbered = _shuffle(derived, settings.mapping, plan, df.columns)
+        figures, numbered, rejected = _shuffle(derived, settings.mapping, plan, df.columns)
         events = numbered.count()
         figures["requests"] = math.ceil(events / settings.mapping.batch_size)
-        rejects = _rejects(derived, df.columns, settings.outputs.rejects)
+        rejects = _rejects(rejected, df.columns, settings.outputs.rejects)
     except UploaderError:
         raise
     except Exception as exc:  # a task failed past its retries: say why in our words
@@ -111,7 +113,7 @@ def upload(df: Any, **options: Any) -> UploadResult:
         derived = _derive(df, plan, settings.mapping)
         try:
             try:  # before the first request: a failure here sent nothing
-                figures, numbered = _shuffle(derived, settings.mapping, plan, df.columns)
+                figures, numbered, rejected = _shuffle(derived, settings.mapping, plan, df.columns)
                 _refuse_unchosen(figures)
                 done = _delivered(spark, state) if not settings.sending.force else None
             except UploaderError:  # repeated orders, no choice made
@@ -147,11 +149,11 @@ def upload(df: Any, **options: Any) -> UploadResult:
                 rows, status, message = [], "aborted", _task_failure(exc)
                 warm_figures = Counter()
             try:
-                rejects = _rejects(derived, df.columns, settings.outputs.rejects)
-            except Exception as exc:
+                rejects = _rejects(rejected, df.columns, settings.outputs.rejects)
+            except Exception as exc:  # the events sent are in the ledger: a rerun ends it
                 if status == "completed":
-                    raise UploaderError(f"writing the rejects: {_task_failure(exc)}") from exc
-                rejects = _no_rejects(df.columns, settings.outputs.rejects)  # Spark is gone
+                    status, message = "aborted", f"writing the rejects: {_task_failure(exc)}"
+                rejects = _no_rejects(df.columns, settings.outputs.rejects)
         finally:
             with contextlib.suppress(Exception):  # a dead JVM cannot unpersist
                 derived.unpersist()
@@ -248,9 +250,11 @@ def _derive(df: Any, plan: Any, options: Any) -> Any:
     return derived.persist(StorageLevel.DISK_ONLY)
 
 
-def _shuffle(derived: Any, options: Any, plan: Any, columns: Any) -> tuple[dict[str, Any], Any]:
-    """The figures of the derive step, and the events left once exact duplicates are
-    collapsed across partitions (or numbered, with --keep-duplicates)."""
+def _shuffle(
+    derived: Any, options: Any, plan: Any, columns: Any
+) -> tuple[dict[str, Any], Any, Any]:
+    """The figures of the derive step, the events left once exact duplicates are collapsed
+    across partitions (or numbered, with --keep-duplicates), and the rejected rows."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -290,12 +294,22 @@ def _shuffle(derived: Any, options: Any, plan: Any, columns: Any) -> tuple[dict[
     counts = {r.code: r["count"] for r in numbered.groupBy("code").count().collect()}
     valid = sum(counts.values())
     candidates = events.count()
-    repeated_given = given_ranked.filter(F.col("n") > 1).count()
-    rejected = derived.filter(F.col("kind") == tasks.REJECTS).count() + repeated_given
+    # A given eventId used by an earlier row: a reject, as in a local upload (which also
+    # names that row; a DataFrame's rows have no numbers).
+    given_twice = (
+        given_ranked.filter(F.col("n") > 1)
+        .drop("n")
+        .withColumn("kind", F.lit(tasks.REJECTS).cast("tinyint"))
+        .withColumn("field", F.lit("eventId"))
+        .withColumn("reason", F.lit(GIVEN_TWICE))
+        .withColumn("cause", F.lit(GIVEN_TWICE))
+    )
+    rejected = derived.filter(F.col("kind") == tasks.REJECTS).unionByName(given_twice)
+    repeated_given = given_twice.count()
     figures = {
         "rows_read": stats["rows_read"],
         "events_valid": valid,
-        "events_rejected": rejected,
+        "events_rejected": rejected.count(),
         "duplicates_collapsed": 0
         if options.keep_duplicates
         else candidates - repeated_given - valid,
@@ -312,7 +326,7 @@ def _shuffle(derived: Any, options: Any, plan: Any, columns: Any) -> tuple[dict[
         "duplicates": options.duplicates,
         "repeats_by_event": repeats,
     }
-    return figures, numbered
+    return figures, numbered, rejected
 
 
 def _refuse_unchosen(figures: dict[str, Any]) -> None:
@@ -324,13 +338,12 @@ def _refuse_unchosen(figures: dict[str, Any]) -> None:
         raise InputError(unchosen_message(repeats, distinct, None))
 
 
-def _rejects(derived: Any, columns: Any, path: str | None) -> dict[str, Any]:
-    """The rejected rows: all written by Spark to `path` (a folder of CSV), the first
-    REJECTS_KEPT brought back, and counted by cause."""
+def _rejects(rejects: Any, columns: Any, path: str | None) -> dict[str, Any]:
+    """The rejected rows (_shuffle's): all written by Spark to `path` (a folder of CSV), the
+    first REJECTS_KEPT brought back, and counted by cause."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
 
-    rejects = derived.filter(F.col("kind") == tasks.REJECTS)
     if path:
         schema = StructType([StructField(c, StringType()) for c in columns])
         table = rejects.select(
