@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +24,11 @@ from uploader.pipeline import Tally, plan_run
 from uploader.read import resolve_sources
 
 INTERACTIONS_HEADER = "event_time,event_type,product_id,user_id,price,quantity"
+
+# A shell that starts the tests in the background (`make test &`) hands them Ctrl-C
+# ignored, and every process they start inherits that: the tests of Ctrl-C would wait for
+# an interrupt that never comes. They get Python's own handler back.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
