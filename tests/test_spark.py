@@ -108,6 +108,8 @@ def test_the_same_events_with_the_same_ids_as_the_local_tool(spark, sample, tmp_
     assert sorted(ids) == sorted(local_ids(tmp_path, sample))
     assert result.events_sent == len(ids) == 2000
     assert result.by_event["delivered"].sum() == 2000
+    # After a shuffle Spark no longer knows the rows' files: one input, the DataFrame.
+    assert [(f.name, f.rows) for f in result.files] == [("<Spark DataFrame>", 2000)]
 
 
 def test_exact_duplicates_collapse_across_partitions_and_a_rerun_sends_nothing(spark, tmp_path):
@@ -169,6 +171,8 @@ def test_bad_rows_are_rejects_written_by_spark(spark, tmp_path):
         for line in part.read_text().splitlines()[1:]
     ]
     assert len(written) == result.rejects_seen
+    # Read straight from its file: the summary says "Read N rows from 1 file" and names it.
+    assert [(f.name, f.rows) for f in result.files] == [(f"file://{bad}", result.rows_read)]
     header = next((tmp_path / "rejects").glob("part-*.csv")).read_text().splitlines()[0]
     assert header.startswith("file,row,field,reason,")
 

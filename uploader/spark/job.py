@@ -316,7 +316,13 @@ def _shuffle(
         "rows_ignored": stats["rows_ignored"],
         "ids_normalised": stats["ids_normalised"],
         "valid_by_event": {EVENT_NAMES[c]: n for c, n in sorted(counts.items())},
-        "files": (FileFigures(NAME, stats["rows_read"], plan),),
+        "files": tuple(
+            FileFigures(NAME if name == tasks.NO_FILE else name, rows, plan)
+            for name, rows in sorted(
+                (k.removeprefix("file:"), v) for k, v in stats.items() if k.startswith("file:")
+            )
+        )
+        or (FileFigures(NAME, 0, plan),),
         "timestamps": {
             k.removeprefix("timestamps:"): v
             for k, v in stats.items()

@@ -123,6 +123,7 @@ def _derive(
             candidates = derive_events(mapped, valid, keep_canonical=options.keep_duplicates)
             candidates = _drop_oversize(candidates, mapped, options.max_request_bytes, rejects)
             stats["rows_read"] += part.num_rows
+            stats[f"file:{file}"] += part.num_rows
             stats["rows_ignored"] += len(mapped.ignored)
             stats["ids_normalised"] += mapped.normalised_ids
             for how, count in mapped.timestamp_methods.items():
