@@ -238,3 +238,17 @@ def test_the_core_tells_the_shell_it_waits_and_a_stop_ends_the_wait(write_csv, t
     assert str(caught.value) == refused(state, holder, stopped=True)
     assert events == [WaitingForLease(f"pid {os.getpid()} on {HOST}, started {holder['started']}")]
     assert not state.exists()  # the state file was never opened
+
+
+def test_a_state_file_whose_folder_cannot_be_made_is_refused_in_words(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    state = blocker / "state.db"
+    refused = pytest.raises(CheckpointError, match=r"cannot create its folder .*a-file \(File")
+    with refused, RunLease(str(state)):
+        pass
+    sample = Path(__file__).resolve().parents[1] / "sample_data" / "interactions.csv"
+    code = main(["upload", str(sample), "--sandbox", "--state", str(state), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"state file {state}: cannot create its folder {blocker}" in err

@@ -511,6 +511,5 @@ def test_a_file_the_full_disk_cannot_take_at_the_end_of_a_run_makes_it_aborted_n
     assert "Delivered: 180 events" in out
     assert err == (
         f"uploader: aborted: cannot write {written} (No space left on device); free some space "
-        "or choose another path. What was delivered is recorded: run the same command to "
-        "resume\nDelivered rows are recorded; run the same command to resume.\n"
+        "or choose another path\nDelivered rows are recorded; run the same command to resume.\n"
     )

@@ -46,7 +46,15 @@ class RunLease:
         self._fd: int | None = None
 
     def __enter__(self) -> RunLease:
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        folder = os.path.dirname(os.path.abspath(self.path))
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise CheckpointError(
+                f"state file {self.state}: cannot create its folder {folder} ({exc.strerror}); "
+                "give --state FILE in a folder that can be created or exists",
+                kind="unwritable",
+            ) from exc
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:

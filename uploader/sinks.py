@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import os
 from collections.abc import Iterator, Sequence
 from typing import IO, Any
@@ -52,10 +53,13 @@ def _naming(path: str) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise OutputError(
-            f"cannot write {path} ({exc.strerror or exc}); free some space or choose another "
-            "path. What was delivered is recorded: run the same command to resume"
-        ) from exc
+        # What was delivered before is recorded: the caller says so where it matters.
+        what_to_do = (
+            "free some space or choose another path"
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            else "choose a path in a folder that exists and can be written"
+        )
+        raise OutputError(f"cannot write {path} ({exc.strerror or exc}); {what_to_do}") from exc
 
 
 class RejectsWriter:
