@@ -75,6 +75,34 @@ def test_without_a_quantity_column_the_number_of_rows_becomes_it(write_csv, tmp_
     assert [i["eventId"] for i in sent] == [oracle_id("Product viewed", i) for i in sent]
 
 
+def test_quantities_typed_as_numbers_add_up_when_whole(tmp_path, run_plan):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from uploader.errors import InputError
+
+    def sent(quantities, field):
+        path = tmp_path / f"orders-{len(list(tmp_path.iterdir()))}.parquet"
+        pq.write_table(pa.table({
+            "ts": ["2024-05-02T10:00:00Z"] * 3, "sku": ["S1", "S1", "S2"], "user_id": ["u1"] * 3,
+            "quantity": pa.array(quantities, pa.float64()),
+        }), path)  # fmt: skip
+        mapping = {field: "quantity"}
+        return items(
+            run_plan, [path], event="Product ordered", duplicates="quantity", mapping=mapping
+        )
+
+    as_numbers = sent([2.0, 3.0, 4.0], "data.quantity:number")
+    assert [(i["data"]["productId"], i["data"]["quantity"]) for i in as_numbers] == [
+        ("S1", 5),  # 2.0 + 3.0, not the number of rows
+        ("S2", 4),
+    ]
+    assert as_numbers == sent([2.0, 3.0, 4.0], "data.quantity")  # the default: integers
+    with pytest.raises(InputError, match=r"row 2: --duplicates quantity adds up data.quantity, "
+                       r"and 2.5 is not a whole number"):  # fmt: skip
+        sent([2.0, 2.5, 4.0], "data.quantity:number")
+
+
 def test_a_row_that_does_not_repeat_has_the_same_id_under_every_choice(write_csv, run_plan):
     path = write_csv(ORDERS)
     ids = {

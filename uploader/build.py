@@ -97,7 +97,7 @@ def _counted(
         pending.clear()
         built = _build(chunk, plans[first.source.name], options, catalog)
         if built.candidates is not None:
-            yield count_candidates(built.candidates)
+            yield count_candidates(built.candidates, adding_up=options.duplicates == "quantity")
 
     for whole in read_frames(sources, chunk_rows):
         chunk = _orders(whole, plans[whole.source.name]) if orders_only else whole

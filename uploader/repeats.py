@@ -38,17 +38,37 @@ class Counted:
     amounts: np.ndarray  # int64: the row's data.quantity, 1 where it has none
 
 
-def count_candidates(candidates: Candidates) -> Counted:
-    return Counted(
-        candidates.file, candidates.keys(), candidates.codes, candidates.rows, _amounts(candidates)
-    )
+def count_candidates(candidates: Candidates, *, adding_up: bool = False) -> Counted:
+    """One chunk's counts. `adding_up` (--duplicates quantity): quantities typed as numbers
+    must be whole, since they will be added up."""
+    quantity = candidates.fields.get(QUANTITY)
+    if adding_up and quantity is not None and pa.types.is_floating(quantity.type):
+        _require_whole(quantity, candidates)
+    amounts = _amounts(candidates)
+    return Counted(candidates.file, candidates.keys(), candidates.codes, candidates.rows, amounts)
 
 
 def _amounts(candidates: Candidates) -> np.ndarray:
     quantity = candidates.fields.get(QUANTITY)
-    if quantity is None or not pa.types.is_integer(quantity.type):
+    if quantity is None:
+        return np.ones(len(candidates), dtype=np.int64)
+    if pa.types.is_floating(quantity.type):  # data.quantity:number, whole when adding up
+        quantity = pc.cast(pc.floor(quantity), pa.int64(), safe=False)
+    elif not pa.types.is_integer(quantity.type):
         return np.ones(len(candidates), dtype=np.int64)
     return np.asarray(pc.fill_null(quantity, 1).to_numpy(zero_copy_only=False), np.int64)
+
+
+def _require_whole(quantity: pa.Array, candidates: Candidates) -> None:
+    """Quantities typed as numbers are added up only when they are whole."""
+    broken = pc.fill_null(pc.not_equal(quantity, pc.floor(quantity)), False)
+    if pc.any(broken).as_py():
+        i = pc.index(broken, True).as_py()
+        raise InputError(
+            f"{candidates.file} row {int(candidates.rows[i])}: --duplicates quantity adds up "
+            f"data.quantity, and {quantity[i].as_py()!r} is not a whole number; map it as "
+            "data.quantity:integer, or choose --duplicates collapse or keep"
+        )
 
 
 class RepeatCounts:
@@ -96,12 +116,18 @@ class RepeatCounts:
         totals = self.totals.lookup(hi, lo)
         more = totals > _amounts(candidates)  # a line of several rows (absent keys: -2)
         given = candidates.fields.get(QUANTITY)
-        if given is None or not pa.types.is_integer(given.type):
+        # The quantity's own type: a line of one row keeps its value as it is (a whole
+        # number typed as a number, 2.0, is written and hashed as 2 either way).
+        kind = pa.float64() if given is not None and pa.types.is_floating(given.type) else None
+        if given is None or not (kind or pa.types.is_integer(given.type)):
             base, blank = np.zeros(len(totals), np.int64), np.ones(len(totals), dtype=bool)
         else:
-            base = np.asarray(pc.fill_null(given, 0).to_numpy(zero_copy_only=False), np.int64)
+            numbers = pc.fill_null(given, 0).to_numpy(zero_copy_only=False)
+            base = np.asarray(numbers, np.float64 if kind else np.int64)
             blank = np.asarray(given.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        values = pa.array(np.where(more, totals, base), pa.int64(), mask=~more & blank)
+        values = pa.array(
+            np.where(more, totals.astype(base.dtype), base), kind or pa.int64(), mask=~more & blank
+        )
         fields = {**candidates.fields, QUANTITY: values}
         texts = {**candidates.texts, QUANTITY: value_texts(values)}
         names = _NAMES.take(pa.array(candidates.codes.astype(np.int32)))
