@@ -345,6 +345,21 @@ def test_the_rate_is_a_ceiling_for_the_whole_job(spark, tmp_path):
     assert stats["unique_event_ids"] == 3000
 
 
+def test_a_429_to_one_task_slows_the_others_down(spark, tmp_path):
+    import uploader.spark
+
+    source = events_csv(tmp_path / "pushed-back.csv", 4000)
+    df = spark.read.csv(str(source), header=True).repartition(2)
+    # No rate given: the tasks find the API's limit by its 429s, and tell each other.
+    with Sandbox(rate_limit=20.0) as sb:
+        result = uploader.spark.upload(df, sandbox=sb, state=str(tmp_path / "state"), batch_size=50)
+        stats = sb.stats()
+    assert result.status == "completed", result.message
+    assert stats["status_counts"].get("429", 0) > 0 and stats["unique_event_ids"] == 4000
+    assert list((tmp_path / "state" / "throttle").glob("*/*.mark"))
+    assert result.concurrency["slowed_by_other_tasks"] > 0
+
+
 def test_the_state_can_live_in_object_storage(spark, s3_env, tmp_path):
     import uploader.spark
 

@@ -342,7 +342,9 @@ def format_upload(result: UploadResult) -> str:
         codes = ", ".join(f"{code}: {n:,}" for code, n in result.status_counts.items())
         lines.append(f"  Answers: {codes}")
     if result.concurrency.get("per_task"):  # the Spark engine: each task adapts its own
-        lines.append(f"  Requests in flight: {result.concurrency['mode']}, per task")
+        shared = result.concurrency.get("slowed_by_other_tasks", 0)
+        also = f"; slowed down {shared:,} times for other tasks' 429s" if shared else ""
+        lines.append(f"  Requests in flight: {result.concurrency['mode']}, per task{also}")
     elif result.concurrency.get("mode") == "adaptive":
         lines.append(
             f"  Requests in flight: adaptive, settled on {result.concurrency['settled']} "

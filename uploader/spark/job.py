@@ -164,7 +164,8 @@ def upload(df: Any, **options: Any) -> UploadResult:
     for row in rows:
         if row.kind == tasks.STATS:
             part = orjson.loads(row.stats)
-            for key in ("events_sent", "events_refused", "requests", "retries", "already_sent"):
+            for key in ("events_sent", "events_refused", "requests", "retries", "already_sent",
+                        "slowed_by_others"):  # fmt: skip
                 delivery[key] += part[key]
             by_event.update(part["by_event"])
             refused_causes.update(part["refused_causes"])
@@ -188,7 +189,12 @@ def upload(df: Any, **options: Any) -> UploadResult:
         status_counts=dict(status_counts),
         elapsed_s=round(elapsed, 3),
         events_per_s=round(delivery["events_sent"] / elapsed, 1) if elapsed > 0 else 0.0,
-        concurrency={"mode": "pinned" if sending["concurrency"] else "adaptive", "per_task": True},
+        concurrency={
+            "mode": "pinned" if sending["concurrency"] else "adaptive",
+            "per_task": True,
+            # times a task slowed down for another task's 429 (spark/throttle.py)
+            "slowed_by_other_tasks": delivery["slowed_by_others"],
+        },
     )
     if settings.outputs.report:
         from uploader.sinks import write_json

@@ -227,10 +227,10 @@ def send_partition(
     from pyspark import TaskContext
 
     from uploader.config import AUTO_MAX
-    from uploader.pacing import AdaptiveConcurrency
     from uploader.resume import ResumePlan
     from uploader.send import RetryPolicy, Sender
     from uploader.spark.state import DirLedger, StateDir
+    from uploader.spark.throttle import SharedThrottle
     from uploader.upload_run import UploadRun
 
     context = TaskContext.get()
@@ -264,7 +264,14 @@ def send_partition(
 
     options: Options = sending["options"]
     pinned = sending["concurrency"]
-    limiter = AdaptiveConcurrency(pinned or AUTO_MAX, adaptive=pinned is None, rate=sending["rate"])
+    limiter = SharedThrottle(
+        state,
+        job,
+        f"{partition}.{attempt}",
+        pinned or AUTO_MAX,
+        adaptive=pinned is None,
+        rate=sending["rate"],
+    )
     refused: list[tuple[bytes, str]] = []
 
     async def run() -> tuple[str, str | None, Any, Any]:
@@ -298,6 +305,7 @@ def send_partition(
         "status_counts": {str(k): v for k, v in stats.status_counts.items()},
         "already_sent": skipped["already_sent"],
         "concurrency_highest": limiter.highest,
+        "slowed_by_others": limiter.slowed_by_others,
     }
     rows = [{"kind": STATS, "stats": orjson.dumps(figures).decode()}]
     rows += [{"kind": REJECTS, "reason": reason, "cause": reason} for _, reason in refused]
