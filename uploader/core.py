@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -21,7 +21,7 @@ import httpx
 
 from uploader.batches import Batch
 from uploader.checkpoint import Checkpoint
-from uploader.config import AUTO_MAX, Destination, Outputs, RunConfig
+from uploader.config import AUTO_MAX, Destination, Outputs, RunConfig, Sending
 from uploader.contract import EVENT_NAMES
 from uploader.errors import CheckpointError, OutputError
 from uploader.inputs import Source
@@ -134,9 +134,10 @@ async def upload_async(
     with _destination(config.destination, observer) as (target, credentials, sandbox):
         sinks = RunSinks(config.outputs, config.inputs)
         try:
-            result = await _upload(
-                config, target, credentials, sinks, observer, transport, sleep, stop
-            )
+            async with _leased(config.sending, observer, stop):
+                result = await _upload(
+                    config, target, credentials, sinks, observer, transport, sleep, stop
+                )
         except BaseException:
             sinks.close(ok=False)
             raise
@@ -162,17 +163,11 @@ def _aborted(result: UploadResult, error: OutputError) -> UploadResult:
     return replace(result, status="aborted", message=message)
 
 
-async def _upload(
-    config: RunConfig,
-    target: Target,
-    credentials: Credentials,
-    sinks: RunSinks,
-    observer: Observer | None,
-    transport: httpx.AsyncBaseTransport | None,
-    sleep: Callable[[float], Awaitable[None]],
-    stop: threading.Event | None,
-) -> UploadResult:
-    sending = config.sending
+@contextlib.asynccontextmanager
+async def _leased(
+    sending: Sending, observer: Observer | None, stop: threading.Event | None
+) -> AsyncIterator[None]:
+    """The run lease of the state file, held while the upload runs (lease.py)."""
 
     def waiting(holder: str) -> None:
         if observer is not None:
@@ -181,14 +176,12 @@ async def _upload(
     lease = RunLease(sending.state, wait=sending.wait, on_wait=waiting, stop=stop)
     await asyncio.to_thread(lease.__enter__)  # waiting for it must not block the loop
     try:
-        return await _upload_leased(
-            config, target, credentials, sinks, observer, transport, sleep, stop
-        )
+        yield
     finally:
         lease.__exit__(None, None, None)
 
 
-async def _upload_leased(
+async def _upload(
     config: RunConfig,
     target: Target,
     credentials: Credentials,
