@@ -64,8 +64,8 @@ class RunLease:
                 kind="unwritable",
             ) from exc
         told = False
-        while not self._try(fd):
-            holder = _holder(fd)
+        while not try_lock(fd):
+            holder = holder_of(fd)
             if not self.wait or self.stop.is_set():
                 os.close(fd)
                 waited = " (stopped waiting)" if self.wait else ""
@@ -79,23 +79,9 @@ class RunLease:
                 self.on_wait(holder)
                 told = True
             time.sleep(RETRY_S)
-        os.ftruncate(fd, 0)
-        record = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        }
-        os.pwrite(fd, json.dumps(record).encode(), 0)
+        claim(fd)
         self._fd = fd
         return self
-
-    @staticmethod
-    def _try(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
 
     def __exit__(
         self,
@@ -104,17 +90,54 @@ class RunLease:
         traceback: TracebackType | None,
     ) -> None:
         if self._fd is not None:
-            os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
+            release(self._fd)
             self._fd = None
 
 
-def _holder(fd: int) -> str:
+# The lock itself, for a state file here and a Spark state directory on a disk
+# (spark/state.py): an exclusive flock on an open file that records its holder.
+
+
+def try_lock(fd: int) -> bool:
+    """Take the lock of this open file, or say that another process holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def holder_record() -> dict[str, object]:
+    """Who holds a lease: this process, its host, since when."""
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+    }
+
+
+def claim(fd: int) -> None:
+    """Write this process into a lock file it holds."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(holder_record()).encode(), 0)
+
+
+def release(fd: int) -> None:
+    os.ftruncate(fd, 0)
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
+def holder_of(fd: int) -> str:
+    """The holder a lock file records, as a message says it."""
     try:
         record = json.loads(os.pread(fd, 4096, 0) or b"{}")
     except ValueError:
         record = {}
-    if not record:
+    return describe_holder(record)
+
+
+def describe_holder(record: object) -> str:
+    if not isinstance(record, dict) or not record:
         return "a run that is starting"
     return f"pid {record.get('pid')} on {record.get('host')}, started {record.get('started')}"

@@ -16,15 +16,12 @@ name then moved on a local disk, in one PUT on object storage.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from types import TracebackType
 
 import numpy as np
@@ -34,6 +31,7 @@ import pyarrow.fs as pafs
 from uploader.batches import Batch
 from uploader.errors import CheckpointError
 from uploader.events import KEY_DTYPE, Events
+from uploader.lease import claim, describe_holder, holder_of, holder_record, release, try_lock
 
 # A lease on object storage is renewed this often, and is taken as abandoned when it was
 # not renewed for LEASE_EXPIRY_S (a killed driver cannot release it).
@@ -153,23 +151,13 @@ class DirLease:
         self._renewing = threading.Event()
 
     def __enter__(self) -> DirLease:
-        record = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-            "renewed": time.time(),
-            "stamp": uuid.uuid4().hex,
-        }
-        if self.state.local:
+        if self.state.local:  # the lock of a local run (lease.py)
             fd = os.open(f"{self.state.root}/lease.lock", os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 4096, 0).decode(errors="replace")
+            if not try_lock(fd):
+                holder = holder_of(fd)
                 os.close(fd)
-                raise self._busy(holder) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(record).encode(), 0)
+                raise self._busy(holder)
+            claim(fd)
             self._fd = fd
             return self
         try:
@@ -177,7 +165,8 @@ class DirLease:
         except (FileNotFoundError, OSError, ValueError):
             held = None
         if held and time.time() - float(held.get("renewed", 0)) < LEASE_EXPIRY_S:
-            raise self._busy(json.dumps(held))
+            raise self._busy(describe_holder(held))
+        record = {**holder_record(), "renewed": time.time(), "stamp": uuid.uuid4().hex}
         self._stamp = str(record["stamp"])
         self.state.write(self._path, json.dumps(record).encode())
         self._renewing = threading.Event()
@@ -198,13 +187,8 @@ class DirLease:
                 self.state.write(self._path, json.dumps(held).encode())
 
     def _busy(self, holder: str) -> CheckpointError:
-        try:
-            who = json.loads(holder)
-            said = f"pid {who['pid']} on {who['host']}, started {who['started']}"
-        except (ValueError, KeyError, TypeError):
-            said = "a run that is starting"
         return CheckpointError(
-            f"state directory {self.state.uri} is in use by another run: {said}; nothing was "
+            f"state directory {self.state.uri} is in use by another run: {holder}; nothing was "
             "sent. Two runs on one state would send events twice: let that run end",
             kind="busy",
         )
@@ -216,8 +200,7 @@ class DirLease:
         traceback: TracebackType | None,
     ) -> None:
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
+            release(self._fd)
             self._fd = None
         elif self._stamp:
             self._renewing.set()
