@@ -75,12 +75,14 @@ def shuffle(derived: Any, options: Any, plan: Any, columns: Any) -> tuple[dict[s
         .withColumn("reason", F.lit(GIVEN_TWICE))
         .withColumn("cause", F.lit(GIVEN_TWICE))
     )
-    rejected = derived.filter(F.col("kind") == tasks.REJECTS).unionByName(given_twice)
+    bad_rows = derived.filter(F.col("kind") == tasks.REJECTS)
+    rejected = bad_rows.unionByName(given_twice)
+    # Counted apart: a count of the union would rank the given eventIds a second time.
     repeated_given = given_twice.count()
     figures = {
         "rows_read": stats["rows_read"],
         "events_valid": valid,
-        "events_rejected": rejected.count(),
+        "events_rejected": bad_rows.count() + repeated_given,
         "duplicates_collapsed": 0
         if options.keep_duplicates
         else candidates - repeated_given - valid,
